@@ -1,0 +1,1 @@
+"""procto.train"""

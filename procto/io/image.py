@@ -6,13 +6,12 @@ file in the destination folder, renamed into place), so a failed write never lea
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from procto.errors import InputError
+from procto.io.atomic import atomic_output
 from procto.io.volume import Volume
 
 #: File name endings procto reads as single image files.
@@ -190,14 +189,6 @@ def write_image(volume: Volume, path: str | Path, *, compress: bool = True) -> N
         raise InputError(f"cannot write this format; use one of {', '.join(WRITE_SUFFIXES)}", path)
     if not isinstance(volume, Volume):
         raise InputError(f"expected a procto Volume, got {type(volume).__name__}", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = volume.to_sitk()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{strip_image_suffix(path)}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp_name, useCompression=compress and suffix != ".nii")
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_output(path, suffix=suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress and suffix != ".nii")

@@ -1,0 +1,97 @@
+"""Evaluate predicted label maps against references, folder against folder (what ``procto evaluate`` runs).
+
+Cases are matched by file name without the image suffix (``case_001.nii.gz`` ↔ ``case_001.nrrd``), so nnU-Net
+prediction folders and ``labelsTr`` folders pair up directly.  Every pair must share geometry.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from procto.errors import InputError
+from procto.io import atomic_output, check_same_geometry, image_suffix, read_label, strip_image_suffix
+
+#: The label convention of CARE / RCSegNeXt phantoms and outputs.
+DEFAULT_LABELS: dict[int, str] = {1: "rectum", 2: "tumour"}
+#: Metrics reported per class, in table order.
+METRICS = ("dice", "iou", "precision", "recall", "nsd", "hd95", "asd")
+
+
+@dataclass
+class CaseResult:
+    case: str
+    label: str
+    values: dict[str, float]
+
+
+def list_cases(folder: str | Path) -> dict[str, Path]:
+    """Map case name → image file for every image file in ``folder`` (not recursive)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", folder)
+    cases: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and image_suffix(path) and not path.name.startswith("."):
+            name = strip_image_suffix(path)
+            if name in cases:
+                raise InputError(f"case {name!r} appears twice ({cases[name].name}, {path.name})", folder)
+            cases[name] = path
+    return cases
+
+
+def match_cases(pred_dir: str | Path, ref_dir: str | Path) -> list[tuple[str, Path, Path]]:
+    """Pair prediction and reference files by case name; every reference needs a prediction."""
+    preds, refs = list_cases(pred_dir), list_cases(ref_dir)
+    if not refs:
+        raise InputError("no reference label maps found", ref_dir)
+    missing = sorted(set(refs) - set(preds))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(f"{len(missing)} reference case(s) have no prediction: {shown}", pred_dir)
+    return [(name, preds[name], refs[name]) for name in sorted(refs)]
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    ref_dir: str | Path,
+    labels: Mapping[int, str] = DEFAULT_LABELS,
+    tolerance_mm: float = 4.0,
+    on_case: Callable[[str], None] | None = None,
+) -> list[CaseResult]:
+    """Per-case, per-class metrics (``METRICS``) of every prediction in ``pred_dir`` against ``ref_dir``."""
+    from procto.metrics import evaluate_labels
+
+    results: list[CaseResult] = []
+    for name, pred_path, ref_path in match_cases(pred_dir, ref_dir):
+        ref = read_label(ref_path)
+        pred = read_label(pred_path)
+        try:
+            check_same_geometry(ref, pred, names=("reference", "prediction"))
+        except InputError as exc:
+            raise InputError(exc.problem, pred_path) from None
+        per_class = evaluate_labels(pred.array, ref.array, ref.spacing, labels=dict(labels), tolerance_mm=tolerance_mm)
+        for label_name, values in per_class.items():
+            results.append(CaseResult(name, label_name, {m: float(values[m]) for m in METRICS}))
+        if on_case is not None:
+            on_case(name)
+    return results
+
+
+def summarise(results: Iterable[CaseResult]):
+    """Mean ± sample SD of every metric, per class: ``{label: {metric: MeanSD}}``."""
+    from procto.metrics import summarize
+
+    rows = [{"label": r.label, **r.values} for r in results]
+    return summarize(rows, METRICS, by="label")
+
+
+def write_results_csv(results: Iterable[CaseResult], path: str | Path) -> None:
+    """Write one row per case and class (atomically: temp file + rename)."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", "label", *METRICS])
+        for r in results:
+            writer.writerow([r.case, r.label, *(f"{r.values[m]:.6f}" for m in METRICS)])

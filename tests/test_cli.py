@@ -1,0 +1,94 @@
+"""The command line: version, help on every verb, evaluate's outputs and its one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from procto import __version__
+from procto.cli import app
+from procto.io import Volume, write_image
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+@pytest.mark.parametrize("verb", ["demo", "phantom", "evaluate"])
+def test_help_on_every_verb(verb: str) -> None:
+    result = runner.invoke(app, [verb, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def _label(seed: int, spacing=(4.0, 0.875, 0.875)) -> Volume:
+    rng = np.random.default_rng(seed)
+    arr = np.zeros((8, 40, 40), np.uint8)
+    cz, cy, cx = 4, 20 + rng.integers(-3, 4), 20 + rng.integers(-3, 4)
+    zz, yy, xx = np.ogrid[:8, :40, :40]
+    arr[((yy - cy) ** 2 + (xx - cx) ** 2 < 100) & (abs(zz - cz) < 3)] = 1
+    arr[((yy - cy) ** 2 + (xx - cx - 4) ** 2 < 16) & (abs(zz - cz) < 2)] = 2
+    return Volume(arr, spacing, (0.0, -10.0, 5.0))
+
+
+def _write_pair(tmp_path: Path, n: int = 3):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    for i in range(n):
+        ref = _label(i)
+        write_image(ref, ref_dir / f"case_{i:03d}.nii.gz")
+        pred = np.roll(ref.array, 1, axis=2) if i else ref.array  # case 0 perfect, others shifted by one voxel
+        write_image(ref.with_array(pred), pred_dir / f"case_{i:03d}.nrrd")
+    return pred_dir, ref_dir
+
+
+def test_evaluate_writes_csv_and_table(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    out = tmp_path / "eval.csv"
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 * 2
+    perfect = [r for r in rows if r["case"] == "case_000"]
+    assert all(float(r["dice"]) == 1.0 and float(r["hd95"]) == 0.0 for r in perfect)
+    shifted = [r for r in rows if r["case"] == "case_001"]
+    assert all(0.5 < float(r["dice"]) < 1.0 for r in shifted)
+    assert "rectum" in result.output and "tumour" in result.output and "±" in result.output
+
+
+def test_evaluate_missing_case_is_one_line_error(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    (pred_dir / "case_002.nrrd").unlink()
+    out = tmp_path / "eval.csv"
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "case_002" in lines[0] and lines[0].startswith("error:")
+    assert not out.exists()
+
+
+def test_evaluate_geometry_mismatch_is_one_line_error(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    write_image(_label(1, spacing=(3.0, 0.875, 0.875)), pred_dir / "case_001.nrrd")
+    out = tmp_path / "eval.csv"
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "spacing" in lines[0] and "case_001.nrrd" in lines[0]
+    assert not out.exists()
+
+
+def test_evaluate_corrupt_prediction(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    (pred_dir / "case_001.nrrd").write_bytes(b"NRRD0004\ngarbage")
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(tmp_path / "e.csv")])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "case_001.nrrd" in lines[0]

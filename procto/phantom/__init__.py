@@ -1,0 +1,55 @@
+"""Synthetic rectal-cancer patients for training and testing every procto method.
+
+A seeded, deterministic generator of pelvic / abdomino-pelvic phantoms: a curved rectum with a layered wall
+(mucosa/submucosa, muscularis propria) in its mesorectal fat, continuing into the sigmoid and colon; small-bowel
+loops, bladder, prostate or uterus, vessels, sacrum, lumbar spine, hips and femora in a body outline with
+subcutaneous fat; a T2 (confined to the muscularis) or T3 (through it into the mesorectal fat) tumour; 0–6
+metastatic mesorectal lymph nodes.  Cases render as axial contrast CT (Hounsfield units) or as sagittal, thick-slice
+T2-weighted MRI (Rician noise, bias field).
+
+>>> from procto.phantom import make_case, make_cohort, write_cohort
+>>> case = make_case(0, "ct", shape=(32, 96, 96))          # doctest: +SKIP
+>>> case.t_stage, case.n_category, case.label.array.max()  # doctest: +SKIP
+('T2', 'N1', 2)
+>>> write_cohort("raw", 20, "mri", layout="nnunet", dataset_id=502)   # doctest: +SKIP
+
+Maps per case: ``label`` (0 background, 1 rectum, 2 tumour), ``nodes`` (instances 1..K), ``organs``
+(TotalSegmentator v2 ids, :data:`ORGAN_IDS`), ``layers`` (1 mucosa/submucosa, 2 muscularis, 3 mesorectal fat),
+``tissue`` (:class:`Tissue`).
+"""
+
+from procto.phantom.case import CohortEntry, PhantomCase, cohort_plan, make_case, make_cohort
+from procto.phantom.grid import Grid, default_grid
+from procto.phantom.labels import LABELS, LAYERS, ORGAN_IDS, n_category
+from procto.phantom.tissues import Tissue
+from procto.phantom.writers import (
+    LAYOUTS,
+    canonical_axial,
+    care_slices,
+    nnunet_dataset_json,
+    read_stages_csv,
+    write_cohort,
+    write_stages_csv,
+)
+
+__all__ = [
+    "PhantomCase",
+    "CohortEntry",
+    "make_case",
+    "make_cohort",
+    "cohort_plan",
+    "write_cohort",
+    "write_stages_csv",
+    "read_stages_csv",
+    "care_slices",
+    "canonical_axial",
+    "nnunet_dataset_json",
+    "Grid",
+    "default_grid",
+    "LABELS",
+    "LAYERS",
+    "ORGAN_IDS",
+    "LAYOUTS",
+    "Tissue",
+    "n_category",
+]

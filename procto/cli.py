@@ -92,7 +92,8 @@ class Layout(str, Enum):
 @friendly_errors
 def phantom(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    n: int = typer.Option(10, "--n", "-n", min=1, help="Number of cases."),
+    n: int = typer.Option(10, "--n", "-n", min=1, help="Number of training cases."),
+    n_test: int = typer.Option(0, "--n-test", min=0, help="Number of extra held-out test cases."),
     modality: Modality = typer.Option(Modality.mri, help="ct (axial, HU) or mri (sagittal T2)."),
     layout: Layout = typer.Option(Layout.nnunet, help="nnunet (raw dataset), care (2D npz slices) or nifti."),
     seed: int = typer.Option(0, help="Seed of the first case; cohorts are deterministic."),
@@ -110,12 +111,13 @@ def phantom(
     if spacing:
         options["spacing"] = _parse_triple(spacing, float, "spacing")
     with progress_bar() as progress:
-        task = progress.add_task(f"phantom {modality.value}", total=n)
+        task = progress.add_task(f"phantom {modality.value}", total=n + n_test)
         root = write_cohort(
-            out, n, modality.value, layout=layout.value, seed=seed, dataset_id=dataset_id, name=name or None,
+            out, n, modality.value, layout=layout.value, seed=seed, n_test=n_test, dataset_id=dataset_id,
+            name=name or None,
             progress=lambda *_: progress.advance(task), **options,
         )
-    console.print(f"wrote {n} {modality.value} phantom cases ({layout.value} layout) to {root}")
+    console.print(f"wrote {n + n_test} {modality.value} phantom cases ({layout.value} layout) to {root}")
 
 
 def _parse_triple(text: str, cast, what: str):

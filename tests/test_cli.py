@@ -92,3 +92,28 @@ def test_evaluate_corrupt_prediction(tmp_path: Path) -> None:
     assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "case_001.nrrd" in lines[0]
+
+
+def test_phantom_writes_nnunet_dataset(tmp_path: Path) -> None:
+    import json
+
+    result = runner.invoke(app, ["phantom", "--out", str(tmp_path), "--n", "2", "--n-test", "1", "--modality", "mri",
+                                 "--shape", "16,64,64", "--dataset-id", "777", "--name", "Tiny"])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "Dataset777_Tiny"
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["numTraining"] == 2 and meta["labels"]["tumour"] == 2
+    assert len(list((root / "imagesTr").glob("*_0000.nii.gz"))) == 2
+    assert len(list((root / "labelsTr").glob("*.nii.gz"))) == 2
+    assert len(list((root / "imagesTs").glob("*_0000.nii.gz"))) == 1
+    from procto.io import read_image
+
+    img = read_image(next((root / "imagesTr").glob("*_0000.nii.gz")))
+    assert img.shape == (16, 64, 64)
+
+
+def test_phantom_bad_shape_is_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["phantom", "--out", str(tmp_path), "--shape", "16,64"])
+    assert result.exit_code == 2
+    assert [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert not any(tmp_path.iterdir())

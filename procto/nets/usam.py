@@ -320,19 +320,44 @@ class USam(_PromptableSegmenter):
 
 
 # ---------------------------------------------------------------------------------------------------------- builders
-def _encoder_config(encoder: str) -> dict:
+def _encoder_config(encoder: str, depth: int | None = None, embed_dim: int | None = None,
+                    num_heads: int | None = None) -> dict:
+    """The ViT settings of ``encoder``, optionally shrunk (``depth``/``embed_dim``/``num_heads``: small encoders for
+    CPU tests and quick experiments; a shrunk encoder no longer matches SAM checkpoints or Table 5)."""
     try:
-        return ENCODERS[encoder]
+        cfg = dict(ENCODERS[encoder])
     except KeyError:
         raise ValueError(f"unknown SAM encoder {encoder!r}; known: {', '.join(ENCODERS)}") from None
+    if depth is None and embed_dim is None and num_heads is None:
+        return cfg
+    if depth is not None:
+        depth = int(depth)
+        if depth < 1:
+            raise ValueError(f"encoder_depth must be >= 1, got {depth}")
+        if depth != cfg["depth"]:
+            # global attention in every 4th block counted from the end, as SAM's ViTs (2, 5, 8, 11 for 12 blocks)
+            cfg["global_attn_indexes"] = tuple(range(depth - 1, -1, -max(1, depth // 4)))[::-1][-4:]
+        cfg["depth"] = depth
+    if embed_dim is not None:
+        cfg["embed_dim"] = int(embed_dim)
+        if num_heads is None:
+            num_heads = max(1, cfg["embed_dim"] // 64)
+    if num_heads is not None:
+        cfg["num_heads"] = int(num_heads)
+    if cfg["embed_dim"] % cfg["num_heads"]:
+        raise ValueError(f"encoder_embed_dim {cfg['embed_dim']} is not divisible by {cfg['num_heads']} heads")
+    return cfg
 
 
-def build_image_encoder(encoder: str = "vit_b", img_size: int = IMG_SIZE, token_input: bool = False) -> ImageEncoderViT:
+def build_image_encoder(encoder: str = "vit_b", img_size: int = IMG_SIZE, token_input: bool = False,
+                        encoder_depth: int | None = None, encoder_embed_dim: int | None = None,
+                        encoder_num_heads: int | None = None) -> ImageEncoderViT:
     """SAM's ViT image encoder at ``img_size`` (pos_embed ``img_size/16`` square, window 14, rel-pos tables sized for
-    ``img_size``).  ``token_input=True`` gives U-SAM's :class:`TokenImageEncoderViT`."""
+    ``img_size``).  ``token_input=True`` gives U-SAM's :class:`TokenImageEncoderViT`.  ``encoder_depth``,
+    ``encoder_embed_dim``, ``encoder_num_heads`` override the ViT's size (default: the named encoder's)."""
     if img_size % PATCH_SIZE:
         raise ValueError(f"img_size must be a multiple of {PATCH_SIZE}, got {img_size}")
-    cfg = _encoder_config(encoder)
+    cfg = _encoder_config(encoder, encoder_depth, encoder_embed_dim, encoder_num_heads)
     cls = TokenImageEncoderViT if token_input else ImageEncoderViT
     return cls(
         depth=cfg["depth"],
@@ -366,17 +391,19 @@ def build_sam_segmenter(encoder: str = "vit_b", img_size: int = IMG_SIZE, num_cl
                         lora: bool = False, lora_rank: int = 4, lora_alpha: float | None = None,
                         lora_targets: str = "qv", freeze_image_encoder: bool | None = None,
                         pixel_mean=CARE_PIXEL_MEAN, pixel_std=CARE_PIXEL_STD,
-                        train_prompt_encoder: bool = True) -> SamSegmenter:
+                        train_prompt_encoder: bool = True, encoder_depth: int | None = None,
+                        encoder_embed_dim: int | None = None, encoder_num_heads: int | None = None) -> SamSegmenter:
     """The paper's SAM baseline: SAM at ``img_size`` whose decoder has ``num_classes`` mask tokens (token i → class i).
 
     ``lora=True``: rank-``lora_rank`` adapters on the encoder's q and v, encoder frozen (``freeze_image_encoder``
-    defaults to ``lora``).
+    defaults to ``lora``).  ``encoder_depth``/``encoder_embed_dim``/``encoder_num_heads``: a smaller ViT (tests).
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if in_channels != 3:
         raise ValueError("SAM's patch embedding takes 3-channel images; repeat a grey slice to 3 channels")
-    image_encoder = build_image_encoder(encoder, img_size)
+    image_encoder = build_image_encoder(encoder, img_size, encoder_depth=encoder_depth,
+                                        encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads)
     decoder = SamMaskDecoder(transformer_dim=PROMPT_EMBED_DIM, transformer=build_two_way_transformer(),
                              num_multimask_outputs=num_classes - 1, iou_head_depth=3, iou_head_hidden_dim=256)
     model = SamSegmenter(image_encoder, build_prompt_encoder(img_size), decoder, img_size=img_size,
@@ -390,22 +417,26 @@ def build_usam(encoder: str = "vit_b", img_size: int = IMG_SIZE, num_classes: in
                cnn_channels: Sequence[int] = (32, 64, 128, 256), num_mask_tokens: int | None = None, n_conv: int = 2,
                lora: bool = False, lora_rank: int = 4, lora_alpha: float | None = None, lora_targets: str = "qv",
                freeze_image_encoder: bool | None = None, pixel_mean=CARE_PIXEL_MEAN, pixel_std=CARE_PIXEL_STD,
-               train_prompt_encoder: bool = True) -> USam:
+               train_prompt_encoder: bool = True, encoder_depth: int | None = None,
+               encoder_embed_dim: int | None = None, encoder_num_heads: int | None = None) -> USam:
     """U-SAM with a ViT-``encoder`` at ``img_size``.
 
     ``cnn_channels``: widths of f0 … f3 (f4 has the ViT's width); ``num_mask_tokens`` defaults to 256 // 8 = 32 (the
     hypernetwork output width, so the token maps feed ``up1``).  ``lora=True``: rank-``lora_rank`` adapters on the
     encoder's q and v with the encoder frozen (``freeze_image_encoder`` defaults to ``lora``); the CNN adapter,
-    prompt encoder and decoder stay trainable.
+    prompt encoder and decoder stay trainable.  ``encoder_depth``/``encoder_embed_dim``/``encoder_num_heads``: a
+    smaller ViT (CPU tests; f4 then has ``encoder_embed_dim`` channels).
     """
-    cfg = _encoder_config(encoder)
+    cfg = _encoder_config(encoder, encoder_depth, encoder_embed_dim, encoder_num_heads)
     if len(tuple(cnn_channels)) != 4:
         raise ValueError(f"cnn_channels needs the 4 widths of f0 … f3, got {tuple(cnn_channels)}")
     down = DownPath(in_channels, (*cnn_channels, cfg["embed_dim"]), n_conv)
     decoder = USamMaskDecoder(transformer_dim=PROMPT_EMBED_DIM, transformer=build_two_way_transformer(),
                               num_classes=num_classes, num_mask_tokens=num_mask_tokens, skip_channels=cnn_channels,
                               n_conv=n_conv)
-    model = USam(down, build_image_encoder(encoder, img_size, token_input=True), build_prompt_encoder(img_size),
+    vit = build_image_encoder(encoder, img_size, token_input=True, encoder_depth=encoder_depth,
+                              encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads)
+    model = USam(down, vit, build_prompt_encoder(img_size),
                  decoder, img_size=img_size, pixel_mean=pixel_mean, pixel_std=pixel_std,
                  train_prompt_encoder=train_prompt_encoder)
     _finish_encoder(model, lora, lora_rank, lora_alpha, lora_targets, freeze_image_encoder)

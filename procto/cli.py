@@ -189,13 +189,19 @@ def evaluate(
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("procto_demo_out"), "--out", "-o", help="Working folder for the demo's files."),
-    n: int = typer.Option(4, "--n", "-n", min=1, help="Number of phantom cases."),
-    seed: int = typer.Option(0, help="Seed of the phantom cohort."),
+    n: int = typer.Option(8, "--n", "-n", min=1, help="Number of training phantoms."),
+    n_test: int = typer.Option(2, "--n-test", min=1, help="Number of held-out phantoms to segment."),
+    epochs: int = typer.Option(8, "--epochs", min=1, help="Training epochs (the paper: 100)."),
+    iters: int = typer.Option(18, "--iters", min=1, help="Iterations per epoch (the paper: 250)."),
+    seed: int = typer.Option(0, help="Seed of the phantom cohort and of training."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
 ) -> None:
-    """The main job on the embedded default: make a small MRI phantom cohort and evaluate a reference prediction."""
+    """The main job on the embedded default: train RCSegNeXt briefly on MRI phantoms, segment held-out phantoms and
+    print the Dice table."""
     from procto.demo import run_demo
 
-    run_demo(out, n=n, seed=seed, console=console, progress_factory=progress_bar)
+    run_demo(out, n=n, n_test=n_test, epochs=epochs, iters=iters, seed=seed, device=device, console=console,
+             progress_factory=progress_bar)
 
 
 def _register_model_commands() -> None:
@@ -211,4 +217,8 @@ def _register_model_commands() -> None:
 _register_model_commands()
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    # ``python -m procto.cli``: the model commands registered themselves on ``procto.cli.app`` (this file imported
+    # as a module), not on this ``__main__`` copy's app
+    from procto.cli import app as _app
+
+    sys.exit(_app())

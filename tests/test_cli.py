@@ -117,3 +117,15 @@ def test_phantom_bad_shape_is_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert not any(tmp_path.iterdir())
+
+
+def test_python_dash_m_procto_cli_has_the_model_commands() -> None:
+    """``python -m procto.cli`` runs the same app as the ``procto`` script, model verbs included."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "procto.cli", "train", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    for model in ("rcsegnext", "usam", "staging"):
+        assert model in out.stdout

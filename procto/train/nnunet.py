@@ -154,9 +154,10 @@ def preprocessed_ready(folders: NNUNetFolders, dataset_name: str) -> bool:
 
 
 def plan_and_preprocess(dataset_id: int, dataset_name: str, folders: NNUNetFolders, num_processes: int | None = None,
-                        verbose: bool = False) -> None:
-    """nnU-Net's fingerprint extraction (with its data set integrity check), experiment planning and 3d_fullres
-    preprocessing, unless already done.  Must run inside :func:`nnunet_environment`."""
+                        verbose: bool = False, check_integrity: bool = True) -> None:
+    """nnU-Net's fingerprint extraction (with its data set integrity check unless ``check_integrity`` is False),
+    experiment planning and 3d_fullres preprocessing, unless already done.  Must run inside
+    :func:`nnunet_environment`."""
     if preprocessed_ready(folders, dataset_name):
         return
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
@@ -167,7 +168,7 @@ def plan_and_preprocess(dataset_id: int, dataset_name: str, folders: NNUNetFolde
 
     n = num_processes or _default_processes()
     try:
-        extract_fingerprints([dataset_id], num_processes=n, check_dataset_integrity=True, clean=True,
+        extract_fingerprints([dataset_id], num_processes=n, check_dataset_integrity=check_integrity, clean=True,
                              verbose=verbose, show_progress_bar=False)
     except (AssertionError, FileNotFoundError) as exc:  # nnU-Net's integrity check: one readable message each
         first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
@@ -250,6 +251,7 @@ def train(
     device: str | None = "auto",
     workers: int | None = None,
     preprocess_processes: int | None = None,
+    check_integrity: bool = True,
     resume: bool = True,
     validate: bool = True,
     save_every: int | None = None,
@@ -260,6 +262,7 @@ def train(
 
     ``resume`` continues from the fold's last checkpoint (nnU-Net's ``--c``); a finished fold is not retrained.
     ``workers`` is nnU-Net's number of data augmentation processes (``nnUNet_n_proc_DA``; 0 = in the main process).
+    ``check_integrity=False`` skips nnU-Net's data set integrity check (for data sets procto wrote itself).
     ``validate`` runs nnU-Net's final prediction of the fold's validation cases (``fold_X/validation``).
     ``on_epoch(epoch, num_epochs, values)`` is called after every epoch (values: train/val loss, pseudo Dice).
     """
@@ -283,7 +286,11 @@ def train(
     fold_dir = model_dir / f"fold_{fold}"
 
     with nnunet_environment(folders, **env):
-        plan_and_preprocess(dataset_id, dataset_name, folders, preprocess_processes)
+        # nnU-Net's planner sets torch's thread count to nnUNet_n_proc_DA while it sizes the network, which fails
+        # for 0 (augmentation in the main process): plan with at least 1
+        with nnunet_environment(nnUNet_n_proc_DA=max(1, int(os.environ.get("nnUNet_n_proc_DA") or 1))):
+            plan_and_preprocess(dataset_id, dataset_name, folders, preprocess_processes,
+                                check_integrity=check_integrity)
         from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
         final = fold_dir / "checkpoint_final.pth"

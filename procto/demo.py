@@ -47,14 +47,9 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
 
     ``n`` training and ``n_test`` held-out phantoms; RCSegNeXt-B is trained for ``epochs`` × ``iters`` iterations of
     batch 1 on all training cases (nnU-Net fold ``all``).  nnU-Net's own messages go to ``out/nnunet.log``."""
-    import random
-
-    import numpy as np
     import torch
 
-    from procto.evaluate import evaluate_folders
     from procto.phantom import write_cohort
-    from procto.train.nnunet import predict, train
 
     console = console or Console()
     out = Path(out)
@@ -69,6 +64,23 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
 
     # nnU-Net reads this when first imported: two export/validation processes are plenty for the demo
     os.environ.setdefault("nnUNet_def_n_proc", "2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))  # every core, whatever ran before in this process
+    try:
+        return _run(out, root, n_test, epochs, iters, seed, device, console, progress_factory, seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out, root, n_test, epochs, iters, seed, device, console, progress_factory, seconds) -> DemoResult:
+    import random
+
+    import numpy as np
+    import torch
+
+    from procto.evaluate import evaluate_folders
+    from procto.train.nnunet import predict, train
+
     random.seed(seed)
     np.random.seed(seed)  # nnU-Net's data loader and augmentation (in this process: workers=0)
     torch.manual_seed(seed)

@@ -303,6 +303,16 @@ def train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | 
         progress: ``progress(iteration, total_iterations, info)`` after every iteration.
         log: receives one-line messages (checkpoint report, epoch summaries).
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train_usam(data, out_dir, config, resume=resume, progress=progress, log=log)
+    finally:
+        torch.set_num_threads(threads)  # config.threads applies to this run only
+
+
+def _train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | None, *, resume: bool,
+                progress: Callable[[int, int, dict], None] | None,
+                log: Callable[[str], None] | None) -> USamTrainResult:
     from procto.preprocess.care import CareDataset
     from procto.preprocess.prompts import batch_prompts
     from procto.train.usam_eval import evaluate_usam

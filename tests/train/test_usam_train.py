@@ -102,7 +102,13 @@ def test_loss_is_0_4_ce_plus_0_6_dice():
 def test_training_log_checkpoints_and_resume(tmp_path):
     data = _synthetic_care(tmp_path / "data")
     common = dict(img_size=32, model_kwargs=TINY, batch_size=4, epochs=2, prompt="mixed", threads=1, seed=3)
-    straight = train_usam(data, tmp_path / "a", USamTrainConfig(**common))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        straight = train_usam(data, tmp_path / "a", USamTrainConfig(**common))
+        assert torch.get_num_threads() == 2  # threads=1 held for that run only
+    finally:
+        torch.set_num_threads(threads)
     assert straight.iterations == 6 and straight.epochs == 2
     for name in ("model.pt", "last.pt", "log.csv", "config.json"):
         assert (tmp_path / "a" / name).is_file()

@@ -47,9 +47,16 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
 
     ``n`` training and ``n_test`` held-out phantoms; RCSegNeXt-B is trained for ``epochs`` × ``iters`` iterations of
     batch 1 on all training cases (nnU-Net fold ``all``).  nnU-Net's own messages go to ``out/nnunet.log``."""
+    import random
+
+    import numpy as np
     import torch
 
+    from procto.cli import print_summary
+    from procto.evaluate import evaluate_folders
     from procto.phantom import write_cohort
+    from procto.train import torch_threads
+    from procto.train.nnunet import predict, train
 
     console = console or Console()
     out = Path(out)
@@ -64,29 +71,13 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
 
     # nnU-Net reads this when first imported: two export/validation processes are plenty for the demo
     os.environ.setdefault("nnUNet_def_n_proc", "2")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))  # every core, whatever ran before in this process
-    try:
-        return _run(out, root, n_test, epochs, iters, seed, device, console, progress_factory, seconds)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(out, root, n_test, epochs, iters, seed, device, console, progress_factory, seconds) -> DemoResult:
-    import random
-
-    import numpy as np
-    import torch
-
-    from procto.evaluate import evaluate_folders
-    from procto.train.nnunet import predict, train
-
     random.seed(seed)
     np.random.seed(seed)  # nnU-Net's data loader and augmentation (in this process: workers=0)
     torch.manual_seed(seed)
+    cores = os.cpu_count() or 1  # every core, whatever an earlier call in this process set
     log = out / "nnunet.log"
     t = time.perf_counter()
-    with _progress(progress_factory) as progress, _stdout_to(log):
+    with _progress(progress_factory) as progress, _stdout_to(log), torch_threads(cores):
         task = progress.add_task("plan, preprocess, train RCSegNeXt-B", total=None) if progress else None
 
         def on_epoch(epoch: int, num_epochs: int, values: dict) -> None:
@@ -96,21 +87,19 @@ def _run(out, root, n_test, epochs, iters, seed, device, console, progress_facto
                                 description=f"train RCSegNeXt-B (loss {loss:.3f})")
 
         run = train(root, "all", model="rcsegnext_b", out=out, epochs=epochs, iters=iters, val_iters=1,
-                    patch=DEMO_SHAPE, batch_size=1, device=device, workers=0, resume=False, validate=False, check_integrity=False,
-                    on_epoch=on_epoch)
+                    patch=DEMO_SHAPE, batch_size=1, device=device, workers=0, resume=False, validate=False,
+                    check_integrity=False, on_epoch=on_epoch)
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
     pred_dir = out / "predictions"
-    with _progress(progress_factory) as progress, _stdout_to(log):
+    with _progress(progress_factory) as progress, _stdout_to(log), torch_threads(cores):
         task = progress.add_task("segment held-out phantoms", total=n_test) if progress else None
         predict(run.model_dir, root / "imagesTs", pred_dir, folds=["all"], device=device, mirror=False,
                 on_case=(lambda _: progress.advance(task)) if progress else None)
     seconds["predict"] = time.perf_counter() - t
 
     results = evaluate_folders(pred_dir, root / "labelsTs")
-    from procto.cli import print_summary
-
     print_summary(results, f"RCSegNeXt-B on {n_test} held-out MRI phantoms (NSD at 4 mm)")
     console.print(f"dataset: {root}\nmodel: {run.model_dir}\npredictions: {pred_dir}\nnnU-Net log: {log}")
     console.print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
@@ -125,13 +114,6 @@ def _stdout_to(path: Path):
         yield
 
 
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _progress(factory: Callable | None):
-    return factory() if factory is not None else _NoProgress()
+    """A progress bar from ``factory`` (yields None without one)."""
+    return factory() if factory is not None else contextlib.nullcontext()

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from procto.cli import app, console, cv_app, friendly_errors, predict_app, progress_bar, train_app
+from procto.train import torch_threads
 
 
 class Size(str, Enum):
@@ -77,26 +78,6 @@ def _triple(text: Optional[str], what: str) -> Optional[tuple[int, int, int]]:
     return values  # type: ignore[return-value]
 
 
-class _Threads:
-    """Set torch's intra-op thread count for a block (None: leave it)."""
-
-    def __init__(self, n: Optional[int]):
-        self.n, self.old = n, None
-
-    def __enter__(self):
-        if self.n:
-            import torch
-
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(int(self.n))
-
-    def __exit__(self, *exc):
-        if self.old:
-            import torch
-
-            torch.set_num_threads(self.old)
-
-
 def _epoch_reporter(progress, task):
     def on_epoch(epoch: int, num_epochs: int, values: dict) -> None:
         dice = values.get("dice_per_class_or_region")
@@ -140,7 +121,7 @@ def train_rcsegnext(
 
     model = _model_name(size, variant)
     fold_value = _int_list(fold, "--fold")[0]
-    with progress_bar() as progress, _Threads(threads):
+    with progress_bar() as progress, torch_threads(threads):
         task = progress.add_task("plan, preprocess, train", total=None)
         result = train(
             data, fold_value, model=model, out=out, epochs=epochs, iters=iters, val_iters=val_iters, patch=patch,
@@ -179,7 +160,7 @@ def predict_rcsegnext(
     folds = _int_list(fold, "--fold") if fold is not None else None
     shape = _triple(resize_to, "--resize-to")
     n = len(plan_outputs(inputs, output))
-    with progress_bar() as progress, _Threads(threads):
+    with progress_bar() as progress, torch_threads(threads):
         task = progress.add_task("predict", total=n)
         written = predict(model, inputs, output, folds=folds, resize_to=shape, device=device.value, mirror=mirror,
                           step_size=step_size, checkpoint=checkpoint, on_case=lambda _: progress.advance(task))
@@ -242,7 +223,7 @@ def cv_rcsegnext(
 
     model = _model_name(size, variant)
     fold_list = _int_list(folds, "--folds")
-    with progress_bar() as progress, _Threads(threads):
+    with progress_bar() as progress, torch_threads(threads):
         folds_task = progress.add_task("cross-validation folds", total=len(fold_list))
         epoch_task = progress.add_task("train", total=None)
         reporter = _epoch_reporter(progress, epoch_task)

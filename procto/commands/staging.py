@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from procto.cli import console, friendly_errors, predict_app, progress_bar, train_app, cv_app
+from procto.train import torch_threads
 
 _PAPER = "paper: lr 0.01, weight decay 0.01, N4, 256×256×N crops around the rectum, f-rMC5 + bilinear + focal/triplet"
 
@@ -41,13 +42,9 @@ def _config(
     )
 
 
-def _load(data: Path, config, progress, threads: Optional[int]):
-    import torch
-
+def _load(data: Path, config, progress):
     from procto.train.staging import find_staging_cases, load_staging_samples
 
-    if threads:
-        torch.set_num_threads(int(threads))
     records = find_staging_cases(data)
     task = progress.add_task("preprocess", total=len(records))
     samples = load_staging_samples(records, config, on_case=lambda _: progress.advance(task))
@@ -97,8 +94,8 @@ def train_staging_command(
 
     config = _config(variant, aggregation, loss, loss_weight, epochs, slice_epochs, size, depth, margin, crop_on, n4,
                      batch_size, lr, momentum, weight_decay, augment, tta, seed, representative)
-    with progress_bar() as progress:
-        samples = _load(data, config, progress, threads)
+    with progress_bar() as progress, torch_threads(threads):
+        samples = _load(data, config, progress)
         task = progress.add_task("train", total=config.total_epochs)
         if resume and (out / "last.pt").is_file():
             from procto.train.staging import load_checkpoint
@@ -133,8 +130,8 @@ def cv_staging_command(
 
     config = _config(variant, aggregation, loss, loss_weight, epochs, slice_epochs, size, depth, margin, crop_on, n4,
                      batch_size, lr, momentum, weight_decay, augment, tta, seed, representative)
-    with progress_bar() as progress:
-        samples = _load(data, config, progress, threads)
+    with progress_bar() as progress, torch_threads(threads):
+        samples = _load(data, config, progress)
         task = progress.add_task(f"{folds}-fold cv", total=folds * config.total_epochs)
         result = cross_validate_staging(samples, config, folds, out_dir=out, device=device,
                                         on_epoch=lambda row: progress.advance(task))

@@ -115,18 +115,19 @@ def nnunet_environment(folders: NNUNetFolders | None = None, **extra: str | int 
     updates["nnUNet_extTrainer"] = tmp_env["nnUNet_extTrainer"]
     saved = {k: os.environ.get(k) for k in updates}
     try:
-        for k, v in updates.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(updates)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(saved)
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    """Set each variable to its value; None unsets it."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _default_processes() -> int:

@@ -303,26 +303,23 @@ def train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | 
         progress: ``progress(iteration, total_iterations, info)`` after every iteration.
         log: receives one-line messages (checkpoint report, epoch summaries).
     """
-    threads = torch.get_num_threads()
-    try:
+    from procto.train import torch_threads
+
+    config = (config or USamTrainConfig()).check()
+    with torch_threads(config.threads):  # config.threads applies to this run only
         return _train_usam(data, out_dir, config, resume=resume, progress=progress, log=log)
-    finally:
-        torch.set_num_threads(threads)  # config.threads applies to this run only
 
 
-def _train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | None, *, resume: bool,
+def _train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig, *, resume: bool,
                 progress: Callable[[int, int, dict], None] | None,
                 log: Callable[[str], None] | None) -> USamTrainResult:
     from procto.preprocess.care import CareDataset
     from procto.preprocess.prompts import batch_prompts
     from procto.train.usam_eval import evaluate_usam
 
-    config = (config or USamTrainConfig()).check()
     say = log or (lambda _msg: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     random.seed(config.seed)
     np.random.seed(config.seed)

@@ -26,8 +26,6 @@ from rich.console import Console
 #: The demo cohort: sagittal T2 phantoms cropped around the rectum.
 DEMO_SHAPE = (16, 48, 48)
 DEMO_SPACING = (4.0, 1.75, 1.75)
-#: Training patch: a third of the in-plane field of view, so that a 2-core CPU runs ~5 iterations a second.
-DEMO_PATCH = (16, 32, 32)
 DEMO_DATASET_ID, DEMO_DATASET_NAME = 990, "ProctoDemo"
 
 
@@ -69,8 +67,6 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
                              spacing=DEMO_SPACING, center="rectum"))
     seconds["phantoms"] = time.perf_counter() - t
 
-    # nnU-Net reads this when first imported: two export/validation processes are plenty for the demo
-    os.environ.setdefault("nnUNet_def_n_proc", "2")
     random.seed(seed)
     np.random.seed(seed)  # nnU-Net's data loader and augmentation (in this process: workers=0)
     torch.manual_seed(seed)

@@ -50,10 +50,9 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
     import numpy as np
     import torch
 
-    from procto.cli import print_summary
-    from procto.evaluate import evaluate_folders
+    from procto.evaluate import evaluate_folders, summary_table
     from procto.phantom import write_cohort
-    from procto.train import torch_threads
+    from procto.util import torch_threads
     from procto.train.nnunet import predict, train
 
     console = console or Console()
@@ -96,7 +95,7 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
     seconds["predict"] = time.perf_counter() - t
 
     results = evaluate_folders(pred_dir, root / "labelsTs")
-    print_summary(results, f"RCSegNeXt-B on {n_test} held-out MRI phantoms (NSD at 4 mm)")
+    console.print(summary_table(results, f"RCSegNeXt-B on {n_test} held-out MRI phantoms (NSD at 4 mm)"))
     console.print(f"dataset: {root}\nmodel: {run.model_dir}\npredictions: {pred_dir}\nnnU-Net log: {log}")
     console.print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     return DemoResult(results, root, run.model_dir, pred_dir, seconds)

@@ -16,3 +16,16 @@ class InputError(ProctoError, ValueError):
         self.problem = problem
         self.path = None if path is None else str(path)
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class OutputError(ProctoError, OSError):
+    """An output cannot be written where asked (unwritable or missing folder, a file where a folder is needed, a
+    format procto cannot write).  Raised before any work is done whenever it can be checked up front."""
+
+    def __init__(self, problem: str, path: str | Path | None = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        ProctoError.__init__(self, problem if path is None else f"{path}: {problem}")
+
+    def __str__(self) -> str:
+        return self.problem if self.path is None else f"{self.path}: {self.problem}"

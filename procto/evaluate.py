@@ -95,3 +95,22 @@ def write_results_csv(results: Iterable[CaseResult], path: str | Path) -> None:
         writer.writerow(["case", "label", *METRICS])
         for r in results:
             writer.writerow([r.case, r.label, *(f"{r.values[m]:.6f}" for m in METRICS)])
+
+
+_HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "PR", "recall": "RE", "nsd": "NSD", "hd95": "HD95 mm",
+            "asd": "ASD mm"}
+
+
+def summary_table(results: Iterable[CaseResult], title: str, metrics: Iterable[str] | None = None):
+    """A ``rich`` table of mean ± sd per class and metric (what ``procto evaluate`` and ``procto demo`` print)."""
+    from rich.table import Table
+
+    metrics = list(metrics or METRICS)
+    table = Table(title=title)
+    table.add_column("class")
+    for m in metrics:
+        table.add_column(_HEADERS.get(m, m), justify="right")
+    for label, values in summarise(results).items():
+        table.add_row(label, *(str(values[m]) for m in metrics))
+    return table
+

@@ -1,22 +1,6 @@
-"""procto.train"""
+"""Training: one engine (:mod:`procto.train.engine`) for the models procto trains itself (U-SAM, staging) and
+the nnU-Net v2 integration for the models built on nnU-Net (RCSegNeXt).  See ``docs/architecture.md``."""
 
-from __future__ import annotations
+from procto.util import torch_threads
 
-import contextlib
-from typing import Iterator
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with torch's intra-op thread count set to ``n`` (None or 0: leave it); restore it afterwards."""
-    if not n:
-        yield
-        return
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+__all__ = ["torch_threads"]

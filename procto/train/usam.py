@@ -303,7 +303,7 @@ def train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | 
         progress: ``progress(iteration, total_iterations, info)`` after every iteration.
         log: receives one-line messages (checkpoint report, epoch summaries).
     """
-    from procto.train import torch_threads
+    from procto.util import torch_threads
 
     config = (config or USamTrainConfig()).check()
     with torch_threads(config.threads):  # config.threads applies to this run only

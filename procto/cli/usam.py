@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from procto.cli import console, err_console, friendly_errors, predict_app, progress_bar, train_app
+from procto.cli._app import console, err_console, friendly_errors, predict_app, progress_bar, train_app
 
 
 class Variant(str, Enum):

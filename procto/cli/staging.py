@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from procto.cli import console, friendly_errors, predict_app, progress_bar, train_app, cv_app
-from procto.train import torch_threads
+from procto.cli._app import console, friendly_errors, predict_app, progress_bar, train_app, cv_app
+from procto.util import torch_threads
 
 _PAPER = "paper: lr 0.01, weight decay 0.01, N4, 256×256×N crops around the rectum, f-rMC5 + bilinear + focal/triplet"
 

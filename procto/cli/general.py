@@ -1,79 +1,14 @@
-"""The ``procto`` command line (typer + rich).
-
-Every verb prints one line ``error: <file>: <problem>`` and exits with status 2 on bad input; long work shows a
-progress bar on stderr.
-"""
+"""``procto phantom``, ``procto evaluate`` and ``procto demo``."""
 
 from __future__ import annotations
 
-import functools
-import sys
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from procto import __version__
-from procto.errors import ProctoError
-
-app = typer.Typer(
-    name="procto",
-    help="Rectal-cancer imaging AI: segmentation, staging and lymph-node detection in CT and MRI.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-err_console = Console(stderr=True)
-
-# Model verbs: ``procto train <model>``, ``procto predict <model>``, ``procto cv <model>``.  Each model's commands live
-# in ``procto/commands/<model>.py`` and register themselves on these groups (imported at the bottom of this file).
-train_app = typer.Typer(help="Train a model (see `procto train <model> --help`).", no_args_is_help=True)
-predict_app = typer.Typer(help="Run a trained model on images.", no_args_is_help=True)
-cv_app = typer.Typer(help="Cross-validation with the paper's table layout.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-app.add_typer(predict_app, name="predict")
-app.add_typer(cv_app, name="cv")
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"procto {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    """procto: rectal-cancer imaging AI toolkit."""
-
-
-def friendly_errors(fn: Callable) -> Callable:
-    """Turn procto's input errors into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ProctoError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def progress_bar():
-    """A rich progress bar on stderr (hidden when stderr is not a terminal and CI is quiet)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=False,
-    )
+from procto.cli._app import app, console, friendly_errors, progress_bar
 
 
 class Modality(str, Enum):
@@ -103,13 +38,16 @@ def phantom(
     spacing: Optional[str] = typer.Option(None, help="Spacing z,y,x in mm, e.g. 4.0,0.875,0.875."),
 ) -> None:
     """Write a synthetic pelvic phantom cohort (images, rectum/tumour labels, nodes, organs, stage CSV)."""
+    from procto.io import check_output
     from procto.phantom import write_cohort
+    from procto.util import parse_list
 
     options = {}
     if shape:
-        options["shape"] = _parse_triple(shape, int, "shape")
+        options["shape"] = parse_list(shape, int, n=3, what="--shape", example="32,96,96", minimum=1)
     if spacing:
-        options["spacing"] = _parse_triple(spacing, float, "spacing")
+        options["spacing"] = parse_list(spacing, float, n=3, what="--spacing", example="4.0,0.875,0.875")
+    check_output(out, kind="folder")
     with progress_bar() as progress:
         task = progress.add_task(f"phantom {modality.value}", total=n + n_test)
         root = write_cohort(
@@ -118,18 +56,6 @@ def phantom(
             progress=lambda *_: progress.advance(task), **options,
         )
     console.print(f"wrote {n + n_test} {modality.value} phantom cases ({layout.value} layout) to {root}")
-
-
-def _parse_triple(text: str, cast, what: str):
-    from procto.errors import InputError
-
-    try:
-        values = tuple(cast(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise InputError(f"--{what} must be three numbers like 32,96,96, got {text!r}") from None
-    if len(values) != 3:
-        raise InputError(f"--{what} must be three numbers like 32,96,96, got {text!r}")
-    return values
 
 
 # --------------------------------------------------------------------------------------------------- evaluate
@@ -145,23 +71,6 @@ def _parse_labels(text: str) -> dict[int, str]:
     return labels
 
 
-def print_summary(results, title: str, metrics=None) -> None:
-    """Print a rich table of mean ± sd per class and metric."""
-    from procto.evaluate import METRICS, summarise
-
-    metrics = metrics or METRICS
-    summary = summarise(results)
-    table = Table(title=title)
-    table.add_column("class")
-    headers = {"dice": "Dice", "iou": "IoU", "precision": "PR", "recall": "RE", "nsd": "NSD", "hd95": "HD95 mm",
-               "asd": "ASD mm"}
-    for m in metrics:
-        table.add_column(headers.get(m, m), justify="right")
-    for label, values in summary.items():
-        table.add_row(label, *(str(values[m]) for m in metrics))
-    console.print(table)
-
-
 @app.command()
 @friendly_errors
 def evaluate(
@@ -172,15 +81,17 @@ def evaluate(
     tolerance: float = typer.Option(4.0, help="NSD tolerance in mm."),
 ) -> None:
     """Compare predicted with reference label maps: Dice, IoU, precision, recall, NSD, HD95, ASD per class."""
-    from procto.evaluate import evaluate_folders, match_cases, write_results_csv
+    from procto.evaluate import evaluate_folders, match_cases, summary_table, write_results_csv
+    from procto.io import check_output
 
+    check_output(out, suffixes=(".csv",))
     label_map = _parse_labels(labels)
     n_cases = len(match_cases(pred, ref))
     with progress_bar() as progress:
         task = progress.add_task("evaluate", total=n_cases)
         results = evaluate_folders(pred, ref, label_map, tolerance, on_case=lambda _: progress.advance(task))
     write_results_csv(results, out)
-    print_summary(results, f"{n_cases} cases (NSD at {tolerance:g} mm)")
+    console.print(summary_table(results, f"{n_cases} cases (NSD at {tolerance:g} mm)"))
     console.print(f"per-case results: {out}")
 
 
@@ -199,26 +110,10 @@ def demo(
     """The main job on the embedded default: train RCSegNeXt briefly on MRI phantoms, segment held-out phantoms and
     print the Dice table."""
     from procto.demo import run_demo
+    from procto.io import check_output
 
+    check_output(out, kind="folder")
     run_demo(out, n=n, n_test=n_test, epochs=epochs, iters=iters, seed=seed, device=device, console=console,
              progress_factory=progress_bar)
 
 
-def _register_model_commands() -> None:
-    import importlib
-    import pkgutil
-
-    import procto.commands
-
-    for info in pkgutil.iter_modules(procto.commands.__path__):
-        importlib.import_module(f"procto.commands.{info.name}")
-
-
-_register_model_commands()
-
-if __name__ == "__main__":  # pragma: no cover
-    # ``python -m procto.cli``: the model commands registered themselves on ``procto.cli.app`` (this file imported
-    # as a module), not on this ``__main__`` copy's app
-    from procto.cli import app as _app
-
-    sys.exit(_app())

@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from procto.cli import app, console, cv_app, friendly_errors, predict_app, progress_bar, train_app
-from procto.train import torch_threads
+from procto.cli._app import app, console, cv_app, friendly_errors, predict_app, progress_bar, train_app
+from procto.util import torch_threads
 
 
 class Size(str, Enum):

@@ -86,7 +86,7 @@ def build(which: str, patch: list[int]):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-    from procto.train.nnunet_rcsegnext import build_rcsegnext, rcsegnext_configuration
+    from procto.train.nnunet.trainers import build_rcsegnext, rcsegnext_configuration
 
     cfg = configuration(patch)
     if which == "nnunet":

@@ -4,10 +4,11 @@
    held-out test cases in ``imagesTs``/``labelsTs``;
 2. trains RCSegNeXt-B on the training cases through nnU-Net v2 (procto's ``nnUNetTrainerRCSegNeXt``) for a short
    schedule on the CPU (or GPU when present);
-3. segments the held-out cases with the trained model (sliding window, outputs in the input's geometry);
+3. segments the held-out cases with the trained model (:func:`procto.infer.nnunet.predict`: sliding window, outputs
+   in the input's geometry);
 4. evaluates the predictions against the phantom labels with procto's metrics and prints the Dice table.
 
-The default schedule is sized to finish in about a minute and a half on a 2-core CPU; ``epochs``/``iters`` make it
+The default schedule takes about three minutes on a 2-core CPU (153–196 s measured); ``epochs``/``iters`` make it
 longer (the paper: 100 × 250).  The same steps are ``procto phantom``, ``procto train rcsegnext``,
 ``procto predict rcsegnext`` and ``procto evaluate``.
 """
@@ -51,9 +52,11 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
     import torch
 
     from procto.evaluate import evaluate_folders, summary_table
+    from procto.infer.nnunet import predict
+    from procto.infer.nnunet_env import quiet_stdout
     from procto.phantom import write_cohort
+    from procto.train.nnunet import train
     from procto.util import torch_threads
-    from procto.train.nnunet import predict, train
 
     console = console or Console()
     out = Path(out)
@@ -72,7 +75,7 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
     cores = os.cpu_count() or 1  # every core, whatever an earlier call in this process set
     log = out / "nnunet.log"
     t = time.perf_counter()
-    with _progress(progress_factory) as progress, _stdout_to(log), torch_threads(cores):
+    with _progress(progress_factory) as progress, quiet_stdout(log), torch_threads(cores):
         task = progress.add_task("plan, preprocess, train RCSegNeXt-B", total=None) if progress else None
 
         def on_epoch(epoch: int, num_epochs: int, values: dict) -> None:
@@ -88,9 +91,9 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
 
     t = time.perf_counter()
     pred_dir = out / "predictions"
-    with _progress(progress_factory) as progress, _stdout_to(log), torch_threads(cores):
+    with _progress(progress_factory) as progress, torch_threads(cores):
         task = progress.add_task("segment held-out phantoms", total=n_test) if progress else None
-        predict(run.model_dir, root / "imagesTs", pred_dir, folds=["all"], device=device, mirror=False,
+        predict(run.model_dir, root / "imagesTs", pred_dir, device=device, mirror=False, log=log,
                 on_case=(lambda _: progress.advance(task)) if progress else None)
     seconds["predict"] = time.perf_counter() - t
 
@@ -99,14 +102,6 @@ def run_demo(out: str | Path, n: int = 8, n_test: int = 2, epochs: int = 8, iter
     console.print(f"dataset: {root}\nmodel: {run.model_dir}\npredictions: {pred_dir}\nnnU-Net log: {log}")
     console.print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     return DemoResult(results, root, run.model_dir, pred_dir, seconds)
-
-
-@contextlib.contextmanager
-def _stdout_to(path: Path):
-    """Send what nnU-Net prints (plans, per-epoch lines) to a log file instead of the terminal."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh, contextlib.redirect_stdout(fh):
-        yield
 
 
 def _progress(factory: Callable | None):

@@ -2,17 +2,23 @@
 
 Cases are matched by file name without the image suffix (``case_001.nii.gz`` ↔ ``case_001.nrrd``), so nnU-Net
 prediction folders and ``labelsTr`` folders pair up directly.  Every pair must share geometry.
+
+Where exactly one of a class's two masks is empty, HD95 and ASD are the empty-mask penalty of
+:mod:`procto.metrics.surface` (``empty_penalty``, 1000 mm); :func:`empty_mask_warnings` says which cases and classes
+got it (``procto evaluate`` prints it on stderr).
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+import numpy as np
+
 from procto.errors import InputError
-from procto.io import atomic_output, check_same_geometry, image_suffix, read_label, strip_image_suffix
+from procto.io import check_same_geometry, image_suffix, read_label, strip_image_suffix, write_csv
+from procto.metrics.surface import DEFAULT_EMPTY_PENALTY
 
 #: The label convention of CARE / RCSegNeXt phantoms and outputs.
 DEFAULT_LABELS: dict[int, str] = {1: "rectum", 2: "tumour"}
@@ -22,9 +28,20 @@ METRICS = ("dice", "iou", "precision", "recall", "nsd", "hd95", "asd")
 
 @dataclass
 class CaseResult:
+    """One case and class: its metrics, and which of its two masks is empty (``empty``: "" none, "prediction",
+    "reference" — HD95/ASD are then the empty-mask penalty — or "both")."""
+
     case: str
     label: str
     values: dict[str, float]
+    empty: str = ""
+
+
+def _empty_side(pred: np.ndarray, ref: np.ndarray, label: int) -> str:
+    pred_empty, ref_empty = not np.any(pred == label), not np.any(ref == label)
+    if pred_empty and ref_empty:
+        return "both"
+    return "prediction" if pred_empty else "reference" if ref_empty else ""
 
 
 def list_cases(folder: str | Path) -> dict[str, Path]:
@@ -73,8 +90,9 @@ def evaluate_folders(
         except InputError as exc:
             raise InputError(exc.problem, pred_path) from None
         per_class = evaluate_labels(pred.array, ref.array, ref.spacing, labels=dict(labels), tolerance_mm=tolerance_mm)
-        for label_name, values in per_class.items():
-            results.append(CaseResult(name, label_name, {m: float(values[m]) for m in METRICS}))
+        for (label, label_name), values in zip(labels.items(), per_class.values()):
+            results.append(CaseResult(name, label_name, {m: float(values[m]) for m in METRICS},
+                                      _empty_side(pred.array, ref.array, int(label))))
         if on_case is not None:
             on_case(name)
     return results
@@ -90,11 +108,43 @@ def summarise(results: Iterable[CaseResult]):
 
 def write_results_csv(results: Iterable[CaseResult], path: str | Path) -> None:
     """Write one row per case and class (atomically: temp file + rename)."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["case", "label", *METRICS])
-        for r in results:
-            writer.writerow([r.case, r.label, *(f"{r.values[m]:.6f}" for m in METRICS)])
+    rows = ({"case": r.case, "label": r.label, **r.values} for r in results)
+    write_csv(path, rows, ["case", "label", *METRICS], float_format=".6f")
+
+
+def _cases_and_classes(results: list[CaseResult], limit: int = 10) -> str:
+    by_case: dict[str, list[str]] = {}
+    for r in results:
+        by_case.setdefault(r.case, []).append(r.label)
+    shown = [f"{case} ({', '.join(labels)})" for case, labels in list(by_case.items())[:limit]]
+    more = f" and {len(by_case) - limit} more case(s)" if len(by_case) > limit else ""
+    return ", ".join(shown) + more
+
+
+def empty_mask_warnings(results: Iterable[CaseResult], empty_penalty: float = DEFAULT_EMPTY_PENALTY) -> list[str]:
+    """One line per problem an evaluation should not pass over in silence (empty when there is none):
+
+    * classes whose prediction is empty where the reference is not, and the reverse — their HD95 and ASD are the
+      ``empty_penalty`` (the empty-mask rule of :func:`procto.metrics.hd95` / ``asd``: exactly one mask empty), naming
+      the cases and classes;
+    * every prediction empty (no voxel of any evaluated class in any case).
+    """
+    results = list(results)
+    lines = []
+    for side, other in (("prediction", "reference"), ("reference", "prediction")):
+        hit = [r for r in results if r.empty == side]
+        if hit:
+            pairs = f"{len(hit)} case/class pair{'s' * (len(hit) != 1)}"
+            lines.append(
+                f"empty {side} where the {other} has the class ({pairs}): HD95 and ASD are {empty_penalty:g} mm by "
+                f"the empty-mask rule (exactly one mask empty → hd95/asd empty_penalty): {_cases_and_classes(hit)}"
+            )
+    if results and all(r.empty in ("prediction", "both") for r in results):
+        n_cases = len({r.case for r in results})
+        classes = ", ".join(dict.fromkeys(r.label for r in results))
+        cases = f"{n_cases} case{'s' * (n_cases != 1)}"
+        lines.append(f"every prediction is empty: no voxel of {classes} in any of the {cases}")
+    return lines
 
 
 _HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "PR", "recall": "RE", "nsd": "NSD", "hd95": "HD95 mm",

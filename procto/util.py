@@ -14,7 +14,7 @@ __all__ = ["parse_list", "resolve_device", "torch_threads"]
 def parse_list(text: str | Sequence[Any] | None, cast: Callable[[str], Any] = int, *, n: int | None = None,
                what: str = "value", example: str = "1,2,3", minimum: float | None = None,
                words: Sequence[str] = ()) -> tuple | None:
-    """Parse ``"16,96,96"`` (``x`` also separates: ``16x96x96``) or a sequence into a tuple of ``cast`` values.
+    """Parse ``"16,96,96"`` (for plain numbers ``x`` also separates: ``16x96x96``) or a sequence into a tuple of ``cast`` values.
 
     ``n``: exact number of items; ``minimum``: smallest allowed value; ``words``: literal items kept as strings (e.g.
     ``"all"`` for folds).  None or an empty string gives None.  Bad input is one :class:`InputError` naming ``what``.
@@ -24,8 +24,8 @@ def parse_list(text: str | Sequence[Any] | None, cast: Callable[[str], Any] = in
     if isinstance(text, str):
         if not text.strip():
             return None
-        items = [t.strip() for t in text.replace("x", ",").split(",")] if "all" not in words else \
-            [t.strip() for t in text.split(",")]
+        numeric = cast in (int, float) and not words  # "16x96x96" reads as a shape only for plain numbers
+        items = [t.strip() for t in (text.replace("x", ",") if numeric else text).split(",")]
     else:
         items = list(text)
     values: list[Any] = []

@@ -63,6 +63,54 @@ def test_evaluate_writes_csv_and_table(tmp_path: Path) -> None:
     assert "rectum" in result.output and "tumour" in result.output and "±" in result.output
 
 
+def _warnings(result) -> list[str]:
+    return [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+
+
+def test_evaluate_is_silent_without_empty_masks(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out",
+                                 str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    assert _warnings(result) == []
+
+
+def test_evaluate_warns_on_empty_prediction_and_reference(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    pred = _label(1)  # case_001: the prediction misses the tumour
+    write_image(pred.with_array(np.where(pred.array == 2, 0, pred.array).astype(np.uint8)),
+                pred_dir / "case_001.nrrd")
+    ref = _label(2)  # case_002: the reference has no tumour
+    write_image(ref.with_array(np.where(ref.array == 2, 1, ref.array).astype(np.uint8)), ref_dir / "case_002.nii.gz")
+    out = tmp_path / "e.csv"
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {(r["case"], r["label"]): r for r in csv.DictReader(out.open())}
+    assert float(rows["case_001", "tumour"]["hd95"]) == 1000.0 and float(rows["case_002", "tumour"]["asd"]) == 1000.0
+    lines = _warnings(result)
+    assert len(lines) == 2, result.stderr
+    pred_line, ref_line = lines
+    assert "empty prediction" in pred_line and "case_001 (tumour)" in pred_line and "case_002" not in pred_line
+    assert "empty reference" in ref_line and "case_002 (tumour)" in ref_line and "case_001" not in ref_line
+    assert all("1000 mm" in ln and "empty_penalty" in ln for ln in lines)
+    assert "every prediction" not in result.stderr
+
+
+def test_evaluate_says_when_every_prediction_is_empty(tmp_path: Path) -> None:
+    pred_dir, ref_dir = _write_pair(tmp_path)
+    for i in range(3):
+        write_image(_label(i).with_array(np.zeros((8, 40, 40), np.uint8)), pred_dir / f"case_{i:03d}.nrrd")
+    result = runner.invoke(app, ["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out",
+                                 str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    lines = _warnings(result)
+    assert len(lines) == 2, result.stderr
+    assert "empty prediction" in lines[0] and "(6 case/class pairs)" in lines[0]
+    assert all(f"case_{i:03d} (rectum, tumour)" in lines[0] for i in range(3))
+    assert "every prediction is empty" in lines[1] and "3 case" in lines[1]
+    assert "warning:" not in result.stdout  # warnings go to stderr only
+
+
 def test_evaluate_missing_case_is_one_line_error(tmp_path: Path) -> None:
     pred_dir, ref_dir = _write_pair(tmp_path)
     (pred_dir / "case_002.nrrd").unlink()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from procto.errors import InputError
-from procto.plan import (
+from procto.nets.plan import (
     RCSegNeXtPlan,
     anisotropic_stages,
     is_anisotropic,
@@ -103,3 +103,14 @@ def test_plan_rcsegnext():
     assert large.widths[-1] == 768 and large.decoder_blocks == [2, 2, 2, 8]
     with pytest.raises(InputError):
         plan_rcsegnext([4.0, 0.875, 0.875], blocks=[2, 2])
+
+
+def test_procto_plan_is_an_alias_of_nets_plan():
+    """``procto.plan`` (the public API's path) re-exports :mod:`procto.nets.plan`, where the plan lives next to the
+    network it plans."""
+    import procto.nets.plan as nets_plan
+    import procto.plan as alias
+
+    assert alias.plan_kernels_strides is nets_plan.plan_kernels_strides
+    for name in nets_plan.__all__:
+        assert getattr(alias, name) is getattr(nets_plan, name)

@@ -59,16 +59,17 @@ def phantom(
 
 
 # --------------------------------------------------------------------------------------------------- evaluate
-def _parse_labels(text: str) -> dict[int, str]:
-    from procto.errors import InputError
+def _label_pair(item: str) -> tuple[int, str]:
+    key, sep, name = item.partition("=")
+    if not sep or not key.strip().isdigit() or not name.strip():
+        raise ValueError(item)
+    return int(key), name.strip()
 
-    labels = {}
-    for item in text.split(","):
-        key, _, name = item.partition("=")
-        if not key.strip().isdigit() or not name.strip():
-            raise InputError(f"--labels must look like 1=rectum,2=tumour, got {text!r}")
-        labels[int(key)] = name.strip()
-    return labels
+
+def _parse_labels(text: str) -> dict[int, str]:
+    from procto.util import parse_list
+
+    return dict(parse_list(text, _label_pair, what="--labels", example="1=rectum,2=tumour"))
 
 
 @app.command()
@@ -80,8 +81,14 @@ def evaluate(
     labels: str = typer.Option("1=rectum,2=tumour", help="Classes to evaluate, as id=name pairs."),
     tolerance: float = typer.Option(4.0, help="NSD tolerance in mm."),
 ) -> None:
-    """Compare predicted with reference label maps: Dice, IoU, precision, recall, NSD, HD95, ASD per class."""
-    from procto.evaluate import evaluate_folders, match_cases, summary_table, write_results_csv
+    """Compare predicted with reference label maps: Dice, IoU, precision, recall, NSD, HD95, ASD per class.
+
+    A class present in only one of the two maps scores HD95/ASD 1000 mm (the empty-mask penalty); a warning on stderr
+    names those cases and classes."""
+    from rich.markup import escape
+
+    from procto.cli._app import err_console
+    from procto.evaluate import empty_mask_warnings, evaluate_folders, match_cases, summary_table, write_results_csv
     from procto.io import check_output
 
     check_output(out, suffixes=(".csv",))
@@ -93,6 +100,8 @@ def evaluate(
     write_results_csv(results, out)
     console.print(summary_table(results, f"{n_cases} cases (NSD at {tolerance:g} mm)"))
     console.print(f"per-case results: {out}")
+    for line in empty_mask_warnings(results):
+        err_console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------------- demo

@@ -1,6 +1,7 @@
 """``procto train|predict|cv rcsegnext`` and ``procto nnunet-trainers``: RCSegNeXt through nnU-Net v2.
 
-The work is done by :mod:`procto.train.nnunet` (imported inside the commands, so that ``procto --help`` stays fast).
+Training and cross-validation are :mod:`procto.train.nnunet`, prediction :mod:`procto.infer.nnunet` (imported inside
+the commands, so that ``procto --help`` stays fast).
 """
 
 from __future__ import annotations
@@ -50,32 +51,19 @@ def _model_name(size: Size, variant: Optional[Variant]) -> str:
 
 def _int_list(text: str, what: str) -> list:
     from procto.errors import InputError
+    from procto.util import parse_list
 
-    out = []
-    for item in text.replace(" ", "").split(","):
-        if item == "all" and what == "--fold":
-            out.append("all")
-            continue
-        if not item.isdigit():
-            raise InputError(f"{what} must be comma-separated non-negative integers like 0,1,2, got {text!r}")
-        out.append(int(item))
-    if not out:
+    words = ("all",) if what == "--fold" else ()
+    values = parse_list(text, int, what=what, example="0 or 0,1,2", minimum=0, words=words)
+    if values is None:
         raise InputError(f"{what} is empty")
-    return out
+    return list(values)
 
 
 def _triple(text: Optional[str], what: str) -> Optional[tuple[int, int, int]]:
-    from procto.errors import InputError
+    from procto.util import parse_list
 
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise InputError(f"{what} must be three integers z,y,x like 21,512,512, got {text!r}") from None
-    if len(values) != 3 or min(values) < 1:
-        raise InputError(f"{what} must be three positive integers z,y,x like 21,512,512, got {text!r}")
-    return values  # type: ignore[return-value]
+    return parse_list(text, int, n=3, what=f"{what} (z,y,x)", example="21,512,512", minimum=1)  # type: ignore
 
 
 def _epoch_reporter(progress, task):
@@ -117,8 +105,11 @@ def train_rcsegnext(
                                          "validation)."),
 ) -> None:
     """Train RCSegNeXt on an nnU-Net raw data set (plans and preprocesses it with nnU-Net first if needed)."""
+    from procto.io import check_output
     from procto.train.nnunet import train
 
+    if out is not None:
+        check_output(out, kind="folder")
     model = _model_name(size, variant)
     fold_value = _int_list(fold, "--fold")[0]
     with progress_bar() as progress, torch_threads(threads):
@@ -154,16 +145,19 @@ def predict_rcsegnext(
                                                                         "checkpoint_final.pth, else best/latest)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
 ) -> None:
-    """Segment rectum (1) and tumour (2) with a trained RCSegNeXt; outputs keep each input's geometry."""
-    from procto.train.nnunet import plan_outputs, predict
+    """Segment rectum (1) and tumour (2) with a trained RCSegNeXt; outputs keep each input's geometry.  A model
+    trained on several channels takes nnU-Net style inputs, one file per channel: case_0000, case_0001, …"""
+    from procto.infer.nnunet import check_prediction_output, predict
 
+    check_prediction_output(output)
     folds = _int_list(fold, "--fold") if fold is not None else None
     shape = _triple(resize_to, "--resize-to")
-    n = len(plan_outputs(inputs, output))
     with progress_bar() as progress, torch_threads(threads):
-        task = progress.add_task("predict", total=n)
+        task = progress.add_task("predict", total=None)
         written = predict(model, inputs, output, folds=folds, resize_to=shape, device=device.value, mirror=mirror,
-                          step_size=step_size, checkpoint=checkpoint, on_case=lambda _: progress.advance(task))
+                          step_size=step_size, checkpoint=checkpoint,
+                          on_start=lambda n: progress.update(task, total=n),
+                          on_case=lambda _: progress.advance(task))
     where = written[0] if len(written) == 1 else written[0].parent
     console.print(f"wrote {len(written)} label map(s) to {where}")
 
@@ -173,26 +167,15 @@ def print_cv_table(result, title: str) -> None:
     """The paper's Table 1 layout (per-fold Rect/Tumor Dice in %, mean ± sd across folds) plus HD95/ASD rows."""
     from rich.table import Table
 
-    from procto.metrics import format_mean_sd
+    from procto.metrics.tables import rcsegnext_cv_table
     from procto.train.nnunet import CV_METRICS
 
-    names = list(result.labels.values())
-    short = {"rectum": "Rect", "tumour": "Tumor", "tumor": "Tumor"}
-    across = [k for k in result.table if k not in result.folds][0]
+    columns, rows = rcsegnext_cv_table(result.table, result.folds, list(result.labels.values()), CV_METRICS)
     table = Table(title=title)
-    table.add_column("metric")
-    for f in result.folds:
-        for name in names:
-            table.add_column(f"Fold{f} {short.get(name, name)}", justify="right")
-    for name in names:
-        table.add_column(f"Avg {name.capitalize()}", justify="right")
-    for metric in CV_METRICS:
-        scale, unit = (100.0, "Dice (%)") if metric == "dice" else (1.0, f"{metric.upper()} (mm)")
-        cells = [f"{result.table[f][f'{n}_{metric}'].mean * scale:.2f}" for f in result.folds for n in names]
-        for n in names:
-            ms = result.table[across][f"{n}_{metric}"]
-            cells.append(format_mean_sd(ms.mean * scale, ms.sd * scale, 2))
-        table.add_row(unit, *cells)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
     console.print(table)
 
 
@@ -219,8 +202,13 @@ def cv_rcsegnext(
 ) -> None:
     """Cross-validation: train (or reuse) each fold, evaluate its validation cases, print the paper's per-fold table
     (Rect/Tumor Dice per fold, mean ± sd) with HD95 and ASD."""
+    from procto.io import check_output
     from procto.train.nnunet import cross_validate, write_cases_csv, write_cv_csv
 
+    if out is not None:
+        check_output(out, kind="folder")
+    if csv is not None:
+        check_output(csv, suffixes=(".csv",))
     model = _model_name(size, variant)
     fold_list = _int_list(folds, "--folds")
     with progress_bar() as progress, torch_threads(threads):
@@ -241,8 +229,7 @@ def cv_rcsegnext(
         )
     csv_path = csv or (result.model_dir / "cv_summary.csv")
     write_cv_csv(result, csv_path)
-    cases_path = csv_path.with_name(csv_path.name[: -len(csv_path.suffix)] + "_cases.csv") if csv_path.suffix \
-        else csv_path.with_name(csv_path.name + "_cases.csv")
+    cases_path = csv_path.with_name(csv_path.stem + "_cases.csv")  # csv_path ends in .csv (checked above)
     write_cases_csv(result, cases_path)
     print_cv_table(result, f"{model}: {len(fold_list)}-fold cross-validation on {data.name}")
     console.print(f"per-fold table: {csv_path}\nper-case metrics: {cases_path}")
@@ -259,9 +246,12 @@ def nnunet_trainers(
 ) -> None:
     """How nnU-Net's own scripts (nnUNetv2_train -tr nnUNetTrainerRCSegNeXt, nnUNetv2_predict) find procto's
     trainers."""
-    from procto.train.nnunet_rcsegnext import TRAINER_DIR, TRAINER_NAMES, install_shim, uninstall_shim
+    from procto.infer.nnunet_env import TRAINER_DIR
+    from procto.train.nnunet.models import TRAINER_NAMES
 
     if install or uninstall:
+        from procto.train.nnunet.trainers import install_shim, uninstall_shim
+
         target = install_shim() if install else uninstall_shim()
         console.print(f"{'wrote' if install else 'removed'} {target}")
         return

@@ -1,7 +1,8 @@
 """``procto train staging``, ``procto cv staging``, ``procto predict staging``: the volumetric T2/T3 staging CNN.
 
 Data folder: images + rectum/tumour label maps + ``stages.csv`` (case → T2/T3), e.g. what
-``procto phantom --modality mri --layout nnunet|nifti`` writes (see :func:`procto.train.staging.find_staging_cases`).
+``procto phantom --modality mri --layout nnunet|nifti`` writes (see
+:func:`procto.preprocess.staging_data.find_staging_cases`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _config(
 
 
 def _load(data: Path, config, progress):
-    from procto.train.staging import find_staging_cases, load_staging_samples
+    from procto.preprocess.staging_data import find_staging_cases, load_staging_samples
 
     records = find_staging_cases(data)
     task = progress.add_task("preprocess", total=len(records))
@@ -90,23 +91,26 @@ def train_staging_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (same settings)."),
 ) -> None:
     """Train the T2/T3 staging CNN (slice-level, then volume-level with depth aggregation)."""
+    from procto.io import check_output
     from procto.train.staging import method_name, train_staging
 
+    check_output(out, kind="folder")
     config = _config(variant, aggregation, loss, loss_weight, epochs, slice_epochs, size, depth, margin, crop_on, n4,
                      batch_size, lr, momentum, weight_decay, augment, tta, seed, representative)
     with progress_bar() as progress, torch_threads(threads):
         samples = _load(data, config, progress)
         task = progress.add_task("train", total=config.total_epochs)
         if resume and (out / "last.pt").is_file():
-            from procto.train.staging import load_checkpoint
+            from procto.infer.staging import read_staging_checkpoint
 
-            progress.update(task, completed=int(load_checkpoint(out / "last.pt")[2]["epoch"]))
+            progress.update(task, completed=int(read_staging_checkpoint(out / "last.pt")["epoch"]))
         result = train_staging(samples, config, out, resume=resume and (out / "last.pt").is_file(), device=device,
                                on_epoch=lambda row: progress.advance(task))
     summary = ""
     if result.history:
         last = result.history[-1]
-        summary = f"; epoch {last['epoch']} ({last['phase']} level): loss {last['loss']:.4f}, train acc {last['train_acc']:.3f}"
+        summary = (f"; epoch {last['epoch']} ({last['phase']} level): loss {last['loss']:.4f}, "
+                   f"train acc {last['train_acc']:.3f}")
     console.print(f"{method_name(config)} trained on {len(samples)} cases{summary}", highlight=False)
     console.print(f"model: {result.checkpoint}  log: {out / 'log.csv'}")
 
@@ -126,8 +130,12 @@ def cv_staging_command(
     seed: int = _SEED, threads: Optional[int] = _THREADS, device: str = _DEVICE,
 ) -> None:
     """Cross-validate the staging CNN; prints the paper's table (Method, AUC, ACC, Recall(T2), Recall(T3))."""
-    from procto.train.staging import cross_validate_staging, format_cv_table
+    from procto.io import check_output
+    from procto.metrics.tables import staging_cv_table
+    from procto.train.staging import cross_validate_staging
 
+    if out is not None:
+        check_output(out, kind="folder")
     config = _config(variant, aggregation, loss, loss_weight, epochs, slice_epochs, size, depth, margin, crop_on, n4,
                      batch_size, lr, momentum, weight_decay, augment, tta, seed, representative)
     with progress_bar() as progress, torch_threads(threads):
@@ -139,7 +147,7 @@ def cv_staging_command(
         typer.echo(f"fold {row['fold']}: AUC {row['auc']:.3f}  ACC {100 * row['acc']:.1f}  "
                    f"Recall(T2) {100 * row['recall_t2']:.1f}  Recall(T3) {100 * row['recall_t3']:.1f}  "
                    f"({row['n_test']} hold-out cases)")
-    typer.echo(format_cv_table([result.row]))
+    typer.echo(staging_cv_table([result.row]))
     if out is not None:
         typer.echo(f"results: {out / 'cv_folds.csv'}, {out / 'cv_predictions.csv'}, {out / 'cv_table.md'}")
 
@@ -156,8 +164,10 @@ def predict_staging_command(
     import warnings
 
     from procto.infer.staging import predict_stage
-    from procto.io import check_same_geometry, read_image, read_label, write_text_atomic
+    from procto.io import check_output, check_same_geometry, read_image, read_label, write_text_atomic
 
+    if out is not None:
+        check_output(out, kind="file", suffixes=(".json",))
     vol = read_image(image)
     mask_vol = None
     if mask is not None:

@@ -34,27 +34,15 @@ class PromptMode(str, Enum):
     mixed = "mixed"
 
 
-def _int_list(text: Optional[str], what: str, n: int | None = None) -> tuple[int, ...] | None:
-    from procto.errors import InputError
-
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise InputError(f"--{what} must be integers separated by commas, got {text!r}") from None
-    if n is not None and len(values) != n:
-        raise InputError(f"--{what} needs {n} integers, got {text!r}")
-    return values
-
-
 def _model_kwargs(encoder_depth, encoder_embed_dim, cnn_channels, lora_rank) -> dict:
+    from procto.util import parse_list
+
     kw: dict = {}
     if encoder_depth is not None:
         kw["encoder_depth"] = encoder_depth
     if encoder_embed_dim is not None:
         kw["encoder_embed_dim"] = encoder_embed_dim
-    channels = _int_list(cnn_channels, "cnn-channels", 4)
+    channels = parse_list(cnn_channels, int, n=4, what="--cnn-channels", example="32,64,128,256", minimum=1)
     if channels is not None:
         kw["cnn_channels"] = list(channels)
     if lora_rank is not None:
@@ -101,13 +89,16 @@ def train_usam_command(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
     workers: int = typer.Option(0, min=0, help="Data-loader worker processes."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
+    amp: bool = typer.Option(False, help="Mixed precision (float16 autocast) on CUDA."),
 ) -> None:
     """Train U-SAM (or the SAM baseline) with the authors' recipe: AdamW with three learning rates (decoder and
     prompt encoder 1e-3, ViT 1e-4, CNN adapter 1e-4), weight decay 1e-4, poly decay, gradient clipping 0.1,
     0.4 CE + 0.6 Dice, random flip/rotation, batch 24, 100 epochs.  Evaluate afterwards with
     `procto predict usam --model OUT/model.pt --evaluate DATA`."""
+    from procto.io import check_output
     from procto.train.usam import USamTrainConfig, train_usam
 
+    check_output(out, kind="folder")
     config = USamTrainConfig(
         variant=variant.value, model_kwargs=_model_kwargs(encoder_depth, encoder_embed_dim, cnn_channels, lora_rank),
         epochs=epochs, batch_size=batch_size, lr=lr, lr_vit=lr_vit, lr_backbone=lr_backbone,
@@ -115,7 +106,7 @@ def train_usam_command(
         points_per_class=points_per_class, point_labels=point_labels.value, augment=not no_augment,
         img_size=img_size, seed=seed,
         num_workers=workers, device=device, sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        val_split=val_split, max_steps=max_steps, threads=threads,
+        val_split=val_split, max_steps=max_steps, threads=threads, amp=amp,
     )
     with progress_bar() as progress:
         task = progress.add_task(f"train {variant.value}", total=None)
@@ -132,16 +123,17 @@ def train_usam_command(
 
 def _parse_slices(text: Optional[str]):
     from procto.errors import InputError
+    from procto.util import parse_list
 
     if text is None or text in ("all", "prompted"):
         return text
-    try:
-        if ":" in text:
-            lo, hi = text.split(":")
-            return range(int(lo), int(hi))
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError(f"--slices must be 'all', 'prompted', FIRST:STOP or a comma list, got {text!r}") from None
+    what, example = "--slices", "all, prompted, 20:45 or 20,21,22"
+    if ":" not in text:
+        return list(parse_list(text, int, what=what, example=example, minimum=0))
+    bounds = parse_list(text.replace(":", ","), int, n=2, what=what, example=example, minimum=0)
+    if bounds[1] <= bounds[0]:
+        raise InputError(f"{what} FIRST:STOP needs FIRST < STOP, got {text!r}")
+    return range(*bounds)
 
 
 @predict_app.command("usam")
@@ -174,13 +166,21 @@ def predict_usam_command(
     (no prompt, 1/3/5 points per class, box) aggregated over all slices per class (the authors' way) and per case."""
     from procto.errors import InputError
     from procto.infer.usam import USamPredictor
+    from procto.io import check_output
+    from procto.io.image import WRITE_SUFFIXES
 
     if evaluate is None and (input is None or output is None):
         raise InputError("give -i/--input and -o/--output (segmentation) or --evaluate <CARE folder>")
+    if output is not None:
+        check_output(output, suffixes=WRITE_SUFFIXES)
+    if csv is not None:
+        check_output(csv, suffixes=(".csv",))
+    if input is not None and not input.exists():
+        raise InputError("input image not found", input)
     predictor = USamPredictor(model, device=device, batch_size=batch_size)
     if evaluate is not None:
+        from procto.infer.usam_eval import evaluate_usam, parse_settings
         from procto.preprocess.care import CareDataset
-        from procto.train.usam_eval import evaluate_usam, parse_settings
 
         settings = parse_settings(prompts)
         dataset = CareDataset(evaluate, split, img_size=predictor.img_size)
@@ -188,7 +188,7 @@ def predict_usam_command(
             task = progress.add_task("evaluate", total=len(dataset) * len(settings))
             ev = evaluate_usam(predictor.model, dataset, settings, tolerance_mm=tolerance,
                                pixel_mm=(pixel_mm, pixel_mm), seed=seed, batch_size=batch_size,
-                               box_mode=predictor.info.get("box_mode", "union"),
+                               box_mode=predictor.box_mode, point_label_mode=predictor.point_label_mode,
                                progress=lambda n: progress.advance(task, n))
         typer.echo(ev.table())  # plain text: the tables are wider than a terminal's default 80 columns
         typer.echo(ev.table(per_case=True))

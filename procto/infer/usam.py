@@ -11,6 +11,10 @@ min–max normalisation, cubic resize to the model's input size, CARE transposit
 coordinates ``(x, y)`` = (column, row) of the *original* slice and mapped to the model input
 (:class:`procto.preprocess.prompts.SliceGeometry`); the class logits are mapped back (transposed, bilinearly resized
 to the slice size) before the argmax, so the mask has the original slice's shape.
+
+Checkpoints (``procto train usam``'s ``model.pt``) are read by :func:`load_model` through procto's one checkpoint
+module (:mod:`procto.nets.checkpoint`); how the model was prompted in training comes from the checkpoint record
+(:func:`prompt_info`) or from explicit arguments.
 """
 
 from __future__ import annotations
@@ -27,6 +31,30 @@ from procto.io import Volume
 from procto.preprocess.care import CT_WINDOW, prepare_slice, resize_slice
 from procto.preprocess.prompts import Prompts, SliceGeometry, SlicePrompts, collate_prompts
 
+#: The checkpoint ``task`` of U-SAM models (:mod:`procto.nets.checkpoint`).
+TASK = "usam"
+
+
+def prompt_info(config: Mapping) -> dict:
+    """How a model was prompted in training, from its training config (the checkpoint record's ``config``)."""
+    return {"prompt": config.get("prompt", "none"), "points_per_class": int(config.get("points_per_class", 3)),
+            "box_mode": config.get("box_mode", "union"), "point_labels": config.get("point_labels", "positive")}
+
+
+def load_model(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model trained by ``procto train usam`` (``model.pt``, ``best.pt`` or ``last.pt``); returns
+    ``(model in eval mode, info)`` — ``info``: variant, model_kwargs, img_size, num_classes, the prompt settings of
+    training (:func:`prompt_info`), ``data`` (how the training slices were made), epoch, iteration."""
+    from procto.nets.checkpoint import load_checkpoint
+
+    model, record = load_checkpoint(path, TASK, title="U-SAM", device=device)
+    extra = record.get("extra", {})
+    info = {"variant": record["model"], "model_kwargs": record.get("model_kwargs", {}),
+            "img_size": int(extra.get("img_size", model.img_size)),
+            "num_classes": int(extra.get("num_classes", model.num_classes)), **prompt_info(record.get("config", {})),
+            "data": dict(extra.get("data", {})), "epoch": record.get("epoch"), "iteration": record.get("iteration")}
+    return model, info
+
 
 class USamPredictor:
     """Run a trained U-SAM/SAM model on original CT slices or volumes.
@@ -37,27 +65,29 @@ class USamPredictor:
         window: HU window of the training data (default from the checkpoint, else −125 … 275 HU).
         transpose: feed slices in CARE orientation (default from the checkpoint, else True).
         batch_size: slices per forward pass in :meth:`predict_slices` / :meth:`predict_volume`.
+        point_labels: ``"positive"`` (every point a positive click, the authors') or ``"class"`` (the point label
+            tells its class); default from the checkpoint, else positive.
+        box_mode: how boxes were made in training (default from the checkpoint, else ``"union"``).
     """
 
     def __init__(self, model, *, device=None, window: Sequence[float] | None = None, transpose: bool | None = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, point_labels: str | None = None, box_mode: str | None = None) -> None:
+        from procto.util import resolve_device
+
         info: dict = {}
         if isinstance(model, (str, Path)):
-            from procto.train.usam import load_model
-
-            dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            model, info = load_model(model, dev)
+            model, info = load_model(model, resolve_device(device))
         self.model = model.eval()
         self.info = info
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
         data = info.get("data", {})
         self.window = tuple(window if window is not None else data.get("window", CT_WINDOW))
         self.transpose = bool(transpose if transpose is not None else data.get("transpose", True))
         self.batch_size = max(1, int(batch_size))
-        trained = getattr(self.model, "procto_prompt_info", {})
         #: "positive" (every point a positive click, the authors') or "class" (the point label tells its class)
-        self.point_label_mode = info.get("point_labels", trained.get("point_labels", "positive"))
+        self.point_label_mode = point_labels or info.get("point_labels", "positive")
+        self.box_mode = box_mode or info.get("box_mode", "union")
 
     @property
     def img_size(self) -> int:
@@ -231,4 +261,4 @@ def assemble_volume(predictions: np.ndarray, z: Sequence[int], geometry: Mapping
     return ref.with_array(out)
 
 
-__all__ = ["USamPredictor", "assemble_volume"]
+__all__ = ["USamPredictor", "assemble_volume", "load_model", "prompt_info"]

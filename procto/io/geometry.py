@@ -11,15 +11,17 @@ from procto.io.volume import Volume
 
 
 def check_same_geometry(a: Volume, b: Volume, *, tol_mm: float = 1e-3, names: Sequence[str] = ("image", "label")) -> None:
-    """Raise :class:`InputError` (one line, saying what differs) unless ``a`` and ``b`` share shape, spacing and origin
-    (within ``tol_mm``) and direction (within 1e-6)."""
+    """Raise :class:`InputError` (one line, saying what differs, in (z, y, x) order like every shape procto prints)
+    unless ``a`` and ``b`` share shape, spacing and origin (within ``tol_mm``) and direction (within 1e-6)."""
     na, nb = names
     if a.shape != b.shape:
-        raise InputError(f"geometry mismatch: {na} shape {a.shape} vs {nb} shape {b.shape}")
+        raise InputError(f"geometry mismatch: {na} shape {a.shape} vs {nb} shape {b.shape} (z, y, x)")
     if not np.allclose(a.spacing, b.spacing, atol=tol_mm, rtol=0):
-        raise InputError(f"geometry mismatch: {na} spacing {_fmt(a.spacing)} vs {nb} spacing {_fmt(b.spacing)} mm")
+        raise InputError(
+            f"geometry mismatch: {na} spacing {_fmt(a.spacing)} vs {nb} spacing {_fmt(b.spacing)} (z, y, x) mm")
     if not np.allclose(a.origin, b.origin, atol=tol_mm, rtol=0):
-        raise InputError(f"geometry mismatch: {na} origin {_fmt(a.origin)} vs {nb} origin {_fmt(b.origin)} mm")
+        raise InputError(
+            f"geometry mismatch: {na} origin {_fmt(a.origin)} vs {nb} origin {_fmt(b.origin)} (z, y, x) mm")
     if not np.allclose(a.direction, b.direction, atol=1e-6, rtol=0):
         raise InputError(f"geometry mismatch: {na} and {nb} have different direction matrices")
 

@@ -48,6 +48,14 @@ def strip_image_suffix(path: str | Path) -> str:
     return name[: len(name) - len(suffix)] if suffix else name
 
 
+def _zyx_shape(image) -> str:
+    """The size of a SimpleITK image as procto prints every shape: array order, slowest axis first, with the axis
+    names (``(8, 32, 32) (z, y, x)``; ITK's own ``GetSize()`` is x, y, z)."""
+    size = tuple(int(n) for n in reversed(image.GetSize()))
+    names = ("t", "z", "y", "x")[-len(size):] if len(size) <= 4 else ("?",) * (len(size) - 3) + ("z", "y", "x")
+    return f"{size} ({', '.join(names)})"
+
+
 def _check_values(array: np.ndarray, path) -> None:
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         n_nan = int(np.isnan(array).sum())
@@ -144,7 +152,8 @@ def read_image(path: str | Path, *, allow_nonfinite: bool = False) -> Volume:
             raise InputError(f"not a readable image: corrupt, truncated or unsupported format ({_first_line(exc)})",
                              path) from None
     if image.GetDimension() != 3:
-        raise InputError(f"expected a 3D volume, got a {image.GetDimension()}D image of size {image.GetSize()}", path)
+        raise InputError(f"expected a 3D volume, got a {image.GetDimension()}D image of shape {_zyx_shape(image)}",
+                         path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"expected a scalar volume, got {image.GetNumberOfComponentsPerPixel()} components per voxel",
                          path)

@@ -132,6 +132,24 @@ def average_precision(
         >>> round(average_precision(dets, refs), 6)  # pycocotools' precision carries a 2.2e-16 epsilon
         1.0
     """
+    thr = _check_ap_options(detections, references, iou_threshold, max_detections)
+    ndim: int | None = None
+    all_scores, all_tp = [], []
+    n_ref = 0
+    for i, (item, ref_boxes) in enumerate(zip(detections, references)):
+        det, sc, ref, ndim = _image_boxes(i, item, ref_boxes, ndim, max_detections)
+        all_scores.append(sc)
+        all_tp.append(_match_image(det, ref, thr))
+        n_ref += len(ref)
+    if n_ref == 0:
+        return float("nan")
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    is_tp = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
+    return _interpolated_ap(scores, is_tp, n_ref)
+
+
+def _check_ap_options(detections, references, iou_threshold, max_detections) -> float:
+    """Check :func:`average_precision`'s arguments; the IoU threshold as a float."""
     if len(detections) != len(references):
         raise InputError(f"got detections for {len(detections)} images but references for {len(references)}")
     thr = float(iou_threshold)
@@ -139,38 +157,36 @@ def average_precision(
         raise InputError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
     if max_detections is not None and (int(max_detections) != max_detections or max_detections < 1):
         raise InputError(f"max_detections must be a positive integer or None, got {max_detections!r}")
+    return thr
 
-    ndim: int | None = None
-    all_scores, all_tp = [], []
-    n_ref = 0
-    for i, (item, ref_boxes) in enumerate(zip(detections, references)):
-        try:
-            boxes, scores = item
-        except (TypeError, ValueError):
-            raise InputError(f"detections[{i}] must be a (boxes, scores) pair") from None
-        det = _as_boxes(boxes, f"detections[{i}] boxes", ndim)
-        ndim = ndim if len(det) == 0 else det.shape[1]
-        ref = _as_boxes(ref_boxes, f"references[{i}]", ndim)
-        ndim = ndim if len(ref) == 0 else ref.shape[1]
-        sc = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if sc.shape[0] != det.shape[0]:
-            raise InputError(f"detections[{i}]: {det.shape[0]} boxes but {sc.shape[0]} scores")
-        if not np.isfinite(sc).all():
-            raise InputError(f"detections[{i}]: scores must be finite")
-        order = np.argsort(-sc, kind="mergesort")
-        if max_detections is not None:
-            order = order[: int(max_detections)]
-        det, sc = det[order], sc[order]
-        if len(det) and len(ref) and det.shape[1] != ref.shape[1]:
-            raise InputError(f"image {i}: detections and references mix 2D and 3D boxes")
-        all_scores.append(sc)
-        all_tp.append(_match_image(det, ref, thr))
-        n_ref += len(ref)
-    if n_ref == 0:
-        return float("nan")
 
-    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
-    is_tp = np.concatenate(all_tp) if all_tp else np.zeros(0, bool)
+def _image_boxes(i: int, item, ref_boxes, ndim: int | None, max_detections: int | None):
+    """Image ``i``'s checked detections sorted by decreasing score (stable; the best ``max_detections``), their
+    scores, its references and the box dimensionality seen so far: ``(det, scores, ref, ndim)``."""
+    try:
+        boxes, scores = item
+    except (TypeError, ValueError):
+        raise InputError(f"detections[{i}] must be a (boxes, scores) pair") from None
+    det = _as_boxes(boxes, f"detections[{i}] boxes", ndim)
+    ndim = ndim if len(det) == 0 else det.shape[1]
+    ref = _as_boxes(ref_boxes, f"references[{i}]", ndim)
+    ndim = ndim if len(ref) == 0 else ref.shape[1]
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if sc.shape[0] != det.shape[0]:
+        raise InputError(f"detections[{i}]: {det.shape[0]} boxes but {sc.shape[0]} scores")
+    if not np.isfinite(sc).all():
+        raise InputError(f"detections[{i}]: scores must be finite")
+    order = np.argsort(-sc, kind="mergesort")
+    if max_detections is not None:
+        order = order[: int(max_detections)]
+    det, sc = det[order], sc[order]
+    if len(det) and len(ref) and det.shape[1] != ref.shape[1]:
+        raise InputError(f"image {i}: detections and references mix 2D and 3D boxes")
+    return det, sc, ref, ndim
+
+
+def _interpolated_ap(scores: np.ndarray, is_tp: np.ndarray, n_ref: int) -> float:
+    """101-point interpolated AP of detections ranked by score (steps 2–3 of the module docstring)."""
     ranking = np.argsort(-scores, kind="mergesort")
     is_tp = is_tp[ranking]
     tp = np.cumsum(is_tp).astype(float)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-__all__ = ["mean_sd_cell", "markdown_table"]
+__all__ = ["mean_sd_cell", "markdown_table", "usam_table"]
 
 
 def mean_sd_cell(mean: float, sd: float | None = None, scale: float = 1.0, digits: int = 3, sep: str = "±") -> str:
@@ -28,3 +28,77 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) ->
     for r in rows:
         lines.append("| " + " | ".join(str(r[c]) for c in columns) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- U-SAM, Tables 2 and 4
+def usam_table(groups: Sequence[str], rows: Sequence[tuple[str, Sequence[tuple[float, float | None]]]],
+               footer: str, per_case: bool = False) -> str:
+    """Text table in the layout of U-SAM's Tables 2/4: one line per prompt setting, Dice/IoU/NSD (%) for each class
+    group (normal, tumour, mean).  ``rows``: ``(setting title, [(value, sd) × 3 per group])`` with values in 0–1;
+    ``sd`` None for pooled values, a number (or NaN: printed as 0) for mean ± sd over cases (``per_case``)."""
+    width = 13 if per_case else 8
+    head1 = f"{'Setting':<22}" + "".join(f"| {g:<{3 * width + 2}}" for g in groups)
+    head2 = f"{'':<22}" + "".join("| " + "".join(f"{m:>{width}}" for m in ("Dice(%)", "IoU(%)", "NSD(%)")) + "  "
+                                  for _ in groups)
+    lines = [head1, head2, "-" * len(head2)]
+    for title, values in rows:
+        cells = [mean_sd_cell(v, None if sd is None else (0.0 if math.isnan(sd) else sd), scale=100, digits=2)
+                 for v, sd in values]
+        line = f"{title:<22}"
+        for g in range(len(groups)):
+            line += "| " + "".join(f"{c:>{width}}" for c in cells[3 * g: 3 * g + 3]) + "  "
+        lines.append(line)
+    lines.append(footer)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- RCSegNeXt (Table 1)
+#: Short class names of RCSegNeXt's Table 1 columns (``Fold0 Rect``, ``Fold0 Tumor``).
+RCSEGNEXT_SHORT_NAMES = {"rectum": "Rect", "tumour": "Tumor", "tumor": "Tumor"}
+
+
+def rcsegnext_cv_table(table: Mapping[Any, Mapping[str, Any]], folds: Sequence[Any], labels: Sequence[str],
+                       metrics: Sequence[str] = ("dice", "hd95", "asd")) -> tuple[list[str], list[dict[str, str]]]:
+    """RCSegNeXt's Table 1 layout of a cross-validation ``table`` (:func:`procto.metrics.fold_table` over per-case
+    ``<label>_<metric>`` columns): a column per fold and class (``Fold0 Rect``: the fold's mean), then ``Avg <Class>``
+    (mean ± sd across the folds' means); a row per metric, Dice in %, HD95 and ASD in mm.  Returns (columns, rows)."""
+    across = [k for k in table if k not in folds][0]
+    columns = ["metric", *(f"Fold{f} {RCSEGNEXT_SHORT_NAMES.get(n, n)}" for f in folds for n in labels),
+               *(f"Avg {n.capitalize()}" for n in labels)]
+    rows = []
+    for metric in metrics:
+        scale, unit = (100.0, "Dice (%)") if metric == "dice" else (1.0, f"{metric.upper()} (mm)")
+        cells = [f"{table[f][f'{n}_{metric}'].mean * scale:.2f}" for f in folds for n in labels]
+        cells += [mean_sd_cell(table[across][f"{n}_{metric}"].mean, table[across][f"{n}_{metric}"].sd, scale, 2, " ± ")
+                  for n in labels]
+        rows.append(dict(zip(columns, [unit, *cells])))
+    return columns, rows
+
+
+__all__ += ["RCSEGNEXT_SHORT_NAMES", "rcsegnext_cv_table"]
+
+
+# ----------------------------------------------------------------------------------------------- staging (Tables 2–4)
+#: Columns of the staging paper's Tables 2–4.
+STAGING_CV_COLUMNS = ("Method", "AUC", "ACC", "Recall(T2)", "Recall(T3)")
+
+
+def staging_cv_row(method: str, summary: Mapping[str, Any]) -> dict[str, str]:
+    """One row of the staging Tables 2–4 from cross-validation ``summary`` (mean ± sd over folds of ``auc``, ``acc``,
+    ``recall_t2``, ``recall_t3``; objects with ``mean`` and ``sd``): AUC as ``0.831±0.062``, the others in %
+    (``79.3±6.2``)."""
+    return {
+        "Method": method,
+        "AUC": mean_sd_cell(summary["auc"].mean, summary["auc"].sd, 1.0, 3),
+        "ACC": mean_sd_cell(summary["acc"].mean, summary["acc"].sd, 100.0, 1),
+        "Recall(T2)": mean_sd_cell(summary["recall_t2"].mean, summary["recall_t2"].sd, 100.0, 1),
+        "Recall(T3)": mean_sd_cell(summary["recall_t3"].mean, summary["recall_t3"].sd, 100.0, 1),
+    }
+
+
+def staging_cv_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table with the staging paper's columns (Method, AUC, ACC, Recall(T2), Recall(T3))."""
+    return markdown_table(STAGING_CV_COLUMNS, rows)
+
+
+__all__ += ["STAGING_CV_COLUMNS", "staging_cv_row", "staging_cv_table"]

@@ -15,7 +15,9 @@ hooks, so that thop is not needed at run time:
   hypernetwork product, ``F.interpolate``).
 
 :func:`torch_counts` gives the plain counts beside them (every ``nn.Parameter``; those with ``requires_grad``).
-:func:`paper_complexity` builds the model of a paper's table and returns both (see its docstring for the keys).
+:func:`paper_complexity` builds the model of a paper's table and counts it as that paper does: thop for the SAM family
+(U-SAM Table 5), plain parameter counts for RCSegNeXt (Tables 4 and 8) and the staging CNN (Table 2); see its
+docstring for the keys.
 """
 
 from __future__ import annotations
@@ -220,22 +222,78 @@ def _count_sam_family(name: str, **kwargs) -> dict:
     return counts
 
 
-@lru_cache(maxsize=None)
-def _paper_complexity_cached(name: str, with_default: bool) -> dict:
-    if name in _COUNTERS:
-        return _COUNTERS[name]()
-    if name not in USAM_TABLE5:
-        known = sorted(set(USAM_TABLE5) | set(_COUNTERS))
-        raise ValueError(f"no paper complexity for {name!r}; known: {', '.join(known)}")
+# ------------------------------------------------------------------------------- RCSegNeXt and the staging CNN
+
+#: RCSegNeXt paper, Table 8 (model scaling): #Para(M) of RCSegNeXt-B (also Table 1's "Ours") and RCSegNeXt-L.  The
+#: Table 4 ablation rows are :data:`procto.nets.rcsegnext.ABLATION_VARIANTS`.
+RCSEGNEXT_TABLE8: dict[str, float] = {"rcsegnext_b": 2.76, "rcsegnext_l": 10.77}
+
+_RCSEGNEXT_CONVENTION = ("every parameter except the deep-supervision heads (RCSegNeXt.paper_num_parameters), "
+                         "default construction (1 input channel, 3 classes, Dataset A spacing)")
+_STAGING_CONVENTION = "every parameter of the slice feature extractor and its shared slice FC (sum of p.numel())"
+
+
+def _rcsegnext_rows() -> dict[str, tuple[float | None, str]]:
+    """RCSegNeXt registry names → (the paper's #Para in M or None, where the figure comes from)."""
+    from procto.nets.rcsegnext import ABLATION_VARIANTS, GROUPED_VARIANT
+
+    rows: dict[str, tuple[float | None, str]] = {
+        name: (m, "RCSegNeXt Table 4 (ablation)") for name, (_, _, m) in ABLATION_VARIANTS.items()
+    }
+    rows.update({name: (m, "RCSegNeXt Table 8 (model scaling)") for name, m in RCSEGNEXT_TABLE8.items()})
+    rows[GROUPED_VARIANT[0]] = (None, "not in the paper (IsoNeXt with grouped convolutions but no regrouping)")
+    return rows
+
+
+def _staging_rows() -> dict[str, tuple[int, str]]:
+    """Staging registry names → (Table 2's exact parameter count, the paper's variant name)."""
+    from procto.nets.staging import PAPER_NAMES, PAPER_PARAMS
+
+    return {f"staging_f_{v}": (n, PAPER_NAMES[v]) for v, n in PAPER_PARAMS.items()}
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M"
+
+
+def _count_rcsegnext(name: str) -> dict:
+    from procto.nets.registry import create_model
+
+    model = create_model(name)
+    heads = [p for m in model.deep_supervision_heads() for p in m.parameters()]
+    params = model.paper_num_parameters()
+    tunable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    tunable -= sum(p.numel() for p in heads if p.requires_grad)
+    m, source = _rcsegnext_rows()[name]
+    paper = None if m is None else {"params": round(m * 1e6), "params_tunable": None, "macs": None, "source": source}
+    return {"params": params, "params_tunable": tunable, "macs": None, **torch_counts(model), "paper": paper,
+            "convention": _RCSEGNEXT_CONVENTION,
+            "note": f"{source}; the paper gives #Para(M) only (no MACs): macs is None"}
+
+
+def _count_staging(name: str) -> dict:
+    from procto.nets.registry import create_model
+
+    model = create_model(name)
+    counts = torch_counts(model)
+    n, paper_name = _staging_rows()[name]
+    return {"params": counts["params_torch"], "params_tunable": counts["params_tunable_torch"], "macs": None,
+            **counts, "convention": _STAGING_CONVENTION,
+            "paper": {"params": n, "params_tunable": None, "macs": None, "source": f"staging Table 2 ({paper_name})"},
+            "note": f"{paper_name}: the staging paper's Table 2 gives '# params' only (no MACs): macs is None"}
+
+
+def _count_usam_table5(name: str, with_default: bool) -> dict:
     kwargs = _PAPER_KWARGS[name]
     res = _count_sam_family(name, **kwargs)
     p, tp, g = USAM_TABLE5[name]
     res.update(
-        name=name,
         input_size=(1, 3, 224, 224),
-        convention="thop 0.1.1 at 224x224, no prompt: params of standard modules that run; conv/linear MACs (+ norm ops)",
+        convention=("thop 0.1.1 at 224x224, no prompt: params of standard modules that run; "
+                    "conv/linear MACs (+ norm ops)"),
         model_kwargs=dict(kwargs),
-        paper={"params": round(p * 1e6), "params_tunable": round(tp * 1e6), "macs": round(g * 1e9)},
+        paper={"params": round(p * 1e6), "params_tunable": round(tp * 1e6), "macs": round(g * 1e9),
+               "source": "U-SAM Table 5"},
         note=_PAPER_NOTES[name],
     )
     if with_default and kwargs:
@@ -243,18 +301,57 @@ def _paper_complexity_cached(name: str, with_default: bool) -> dict:
     return res
 
 
+def paper_complexity_names() -> list[str]:
+    """Sorted names :func:`paper_complexity` answers for."""
+    return sorted(set(USAM_TABLE5) | set(_rcsegnext_rows()) | set(_staging_rows()) | set(_COUNTERS))
+
+
+@lru_cache(maxsize=None)
+def _paper_complexity_cached(name: str, with_default: bool) -> dict:
+    if name in _COUNTERS:
+        return _COUNTERS[name]()
+    if name in USAM_TABLE5:
+        res = _count_usam_table5(name, with_default)
+    elif name in _rcsegnext_rows():
+        res = _count_rcsegnext(name)
+    elif name in _staging_rows():
+        res = _count_staging(name)
+    else:
+        raise ValueError(f"no paper complexity for {name!r}; known: {', '.join(paper_complexity_names())}")
+    res.setdefault("input_size", None)
+    res.setdefault("model_kwargs", {})
+    return {"name": name, **res, "params_text": _millions(res["params"])}
+
+
 def paper_complexity(name: str, with_default: bool = False) -> dict:
     """Parameters, tunable parameters and MACs of model ``name`` counted the way its paper counts them.
 
-    For the SAM family (U-SAM Table 5: ``sam_b``, ``sam_b_lora``, ``usam_b``, ``usam_b_lora`` and the ``_l``/``_h``
-    rows) the count is thop's at 224×224 with no prompt (:func:`thop_counts`).  Keys: ``params`` and ``macs`` (that
-    convention), ``params_tunable`` (Table 5's TParam: ``params`` when everything counted trains, else the plain count
-    of parameters with ``requires_grad``, as the authors' code prints it — the LoRA rows' 3.93 M / 17.68 M),
-    ``params_tunable_thop`` (the trainable share of ``params``), ``params_torch``, ``params_tunable_torch`` (plain
-    torch counts of the same model),
-    ``paper`` (the table's figures), ``model_kwargs`` (the ``create_model`` arguments counted), ``note``; with
-    ``with_default=True`` also ``default_model`` (the counts of ``create_model(name)`` where the paper's construction
-    differs from procto's default).  Results are cached; a fresh dict is returned each call.
+    Every registered paper model answers (:func:`paper_complexity_names`):
+
+    * the SAM family (U-SAM Table 5: ``sam_b``, ``sam_b_lora``, ``usam_b``, ``usam_b_lora`` and the ``_l``/``_h`` rows):
+      thop's count at 224×224 with no prompt (:func:`thop_counts`).  ``params`` and ``macs`` follow that convention,
+      ``params_tunable`` is Table 5's TParam (``params`` when everything counted trains, else the plain count of
+      parameters with ``requires_grad``, as the authors' code prints it — the LoRA rows' 3.93 M / 17.68 M), and
+      ``params_tunable_thop`` is the trainable share of ``params``;
+    * RCSegNeXt (``rcsegnext_b`` 2,759,363 → 2.76 M and ``rcsegnext_l`` 10,767,651 → 10.77 M, Table 8; the Table 4
+      ablation rows ``rcsegnext_b_plain`` … ``rcsegnext_b_res2next``; ``rcsegnext_b_grouped``, not in the paper, with
+      ``paper`` None): every parameter except the deep-supervision heads
+      (:meth:`~procto.nets.rcsegnext.RCSegNeXt.paper_num_parameters`);
+    * the T2/T3 staging CNN (the eleven ``staging_f_*`` variants of Table 2, e.g. f-R2D 2,796,001, f-rMC5 6,924,769):
+      every parameter of the slice feature extractor and its shared slice FC.
+
+    ``macs`` is None for RCSegNeXt and the staging CNN: their papers give parameter counts only.
+
+    Keys: ``name``, ``params``, ``params_tunable``, ``macs``, ``params_text`` (``params`` in millions, two decimals,
+    as the papers print it: "2.76 M"), ``params_torch`` and ``params_tunable_torch`` (plain torch counts of the same
+    model), ``paper`` (the table's figures: ``params``, ``params_tunable``, ``macs`` — None where the table has no
+    such column — and ``source``; None for a model in no table), ``convention``, ``input_size`` (None where no forward pass
+    is counted), ``model_kwargs`` (the ``create_model`` arguments counted), ``note``; with ``with_default=True`` also
+    ``default_model`` (the counts of ``create_model(name)`` where the paper's construction differs from procto's
+    default: the SAM rows).  Results are cached; a fresh dict is returned each call.
+
+    Raises:
+        ValueError: ``name`` is not a model with a paper count.
     """
     return copy.deepcopy(_paper_complexity_cached(name, bool(with_default)))
 
@@ -264,6 +361,8 @@ __all__ = [
     "thop_counts",
     "torch_counts",
     "USAM_TABLE5",
+    "RCSEGNEXT_TABLE8",
     "paper_complexity",
+    "paper_complexity_names",
     "register_paper_complexity",
 ]

@@ -1,10 +1,10 @@
 """RCSegNeXt (rectum and tumour segmentation in sagittal T2 MRI): a non-uniform, pure-convolutional U-shaped network.
 
 Five resolution stages; the shallow, *anisotropic* ones (kernel 1 along z in the spacing plan of
-:func:`procto.plan.plan_kernels_strides`) use AniNeXt blocks and 1×2×2 max-pooling, the deep, *isotropic* ones IsoNeXt
-blocks and 2×2×2 max-pooling.  The decoder mirrors the encoder: transposed convolutions (kernel = stride = the pooling
-stride) halve the channels, the skip is concatenated, and the level's blocks (same kind and kernel as the encoder stage)
-bring ``2·C`` back to ``C``; a 1×1×1 convolution gives the class logits.
+:func:`procto.nets.plan.plan_kernels_strides`) use AniNeXt blocks and 1×2×2 max-pooling, the deep, *isotropic* ones
+IsoNeXt blocks and 2×2×2 max-pooling.  The decoder mirrors the encoder: transposed convolutions (kernel = stride = the
+pooling stride) halve the channels, the skip is concatenated, and the level's blocks (same kind and kernel as the encoder
+stage) bring ``2·C`` back to ``C``; a 1×1×1 convolution gives the class logits.
 
 Layout of RCSegNeXt-B (spacing [4.0, 0.875, 0.875], ``C = 32``)::
 
@@ -35,7 +35,9 @@ builds with ``deep_supervision=False``; ``sum(p.numel() for p in net.parameters(
 
 nnU-Net v2: ``RCSegNeXt(input_channels, num_classes, deep_supervision, **arch_kwargs)`` accepts nnU-Net's plan keys
 (``n_stages``, ``features_per_stage``, ``kernel_sizes``, ``strides`` with the leading ``[1, 1, 1]``), see
-:meth:`procto.plan.RCSegNeXtPlan.to_nnunet_arch_kwargs`; the trainer toggles ``net.decoder.deep_supervision``.
+:meth:`procto.nets.plan.RCSegNeXtPlan.to_nnunet_arch_kwargs`; :meth:`RCSegNeXt.nnunet_arch_kwargs` gives those keys
+for a built network (what procto's nnU-Net trainers write into the plans); the trainer toggles
+``net.decoder.deep_supervision``.
 With deep supervision on, ``forward`` returns ``n_stages - 1`` logits maps, full resolution first.
 """
 
@@ -48,7 +50,13 @@ from torch import nn
 
 from procto.nets.blocks import BLOCKS, build_block
 from procto.nets.registry import register_model
-from procto.plan import DEFAULT_BASE_WIDTH, anisotropic_stages, plan_kernels_strides, total_stride
+from procto.nets.plan import (
+    DEFAULT_BASE_WIDTH,
+    anisotropic_stages,
+    nnunet_arch_kwargs,
+    plan_kernels_strides,
+    total_stride,
+)
 
 #: Spacing of Dataset A, (z, y, x) mm: the default plan.
 DATASET_A_SPACING = (4.0, 0.875, 0.875)
@@ -83,6 +91,29 @@ def _as_int_lists(x: Sequence[Sequence[int]], what: str) -> list[list[int]]:
         return [[int(v) for v in row] for row in x]
     except TypeError:
         raise ValueError(f"{what} must be a list of per-axis lists, got {x!r}") from None
+
+
+def _strides_and_kernels(strides: Sequence[Sequence[int]] | None, kernels: Sequence[Sequence[int]] | None,
+                         spacing: Sequence[float] | None,
+                         n_stages: int | None) -> tuple[list[list[int]], list[list[int]]]:
+    """Pooling strides (``n - 1``, nnU-Net's leading ones dropped) and ``n`` stage kernels, from the arguments or, where
+    missing, from ``plan_kernels_strides(spacing)``; checked for consistency."""
+    if strides is None or kernels is None:
+        p_strides, p_kernels = plan_kernels_strides(spacing if spacing is not None else DATASET_A_SPACING)
+        strides = p_strides if strides is None else strides
+        kernels = p_kernels if kernels is None else kernels
+    kernels = _as_int_lists(kernels, "kernels")
+    strides = _as_int_lists(strides, "strides")
+    n = len(kernels)
+    if len(strides) == n and all(v == 1 for v in strides[0]):
+        strides = strides[1:]  # nnU-Net convention: the first stage does not pool
+    if len(strides) != n - 1:
+        raise ValueError(f"{n} kernels need {n - 1} pooling strides (or nnU-Net's {n}), got {len(strides)}")
+    if n_stages is not None and int(n_stages) != n:
+        raise ValueError(f"n_stages={n_stages} but {n} kernels were given")
+    if any(len(k) != 3 for k in kernels) or any(len(s) != 3 for s in strides):
+        raise ValueError("RCSegNeXt is 3-D: kernels and strides need 3 entries each")
+    return strides, kernels
 
 
 class _Stage(nn.Sequential):
@@ -235,21 +266,8 @@ class RCSegNeXt(nn.Module):
             if kind not in BLOCKS:
                 raise ValueError(f"unknown block kind {kind!r}; known: {', '.join(BLOCKS)}")
 
-        if strides is None or kernels is None:
-            p_strides, p_kernels = plan_kernels_strides(spacing if spacing is not None else DATASET_A_SPACING)
-            strides = p_strides if strides is None else strides
-            kernels = p_kernels if kernels is None else kernels
-        kernels = _as_int_lists(kernels, "kernels")
-        strides = _as_int_lists(strides, "strides")
+        strides, kernels = _strides_and_kernels(strides, kernels, spacing, n_stages)
         n = len(kernels)
-        if len(strides) == n and all(v == 1 for v in strides[0]):
-            strides = strides[1:]  # nnU-Net convention: the first stage does not pool
-        if len(strides) != n - 1:
-            raise ValueError(f"{n} kernels need {n - 1} pooling strides (or nnU-Net's {n}), got {len(strides)}")
-        if n_stages is not None and int(n_stages) != n:
-            raise ValueError(f"n_stages={n_stages} but {n} kernels were given")
-        if any(len(k) != 3 for k in kernels) or any(len(s) != 3 for s in strides):
-            raise ValueError("RCSegNeXt is 3-D: kernels and strides need 3 entries each")
 
         widths = [int(base_width) * 2**i for i in range(n)] if widths is None else [int(w) for w in widths]
         blocks = [2] * n if blocks is None else [int(b) for b in blocks]
@@ -270,6 +288,8 @@ class RCSegNeXt(nn.Module):
         self.decoder_blocks = decoder_blocks
         self.anisotropic = aniso
         self.block_kinds = kinds
+        self.aniso_block = aniso_block
+        self.iso_block = iso_block
         self.expansion = int(expansion)
         self.scale = int(scale)
         self.divisor = total_stride(strides)
@@ -286,6 +306,11 @@ class RCSegNeXt(nn.Module):
         if bad:
             raise ValueError(f"input spatial shape {tuple(x.shape[2:])} must be divisible by {tuple(self.divisor)}")
         return self.decoder(self.encoder(x))
+
+    def nnunet_arch_kwargs(self) -> dict:
+        """This network's construction in nnU-Net v2 plans style (``RCSegNeXt(in, classes, ds, **kwargs)`` rebuilds it;
+        ``strides`` with nnU-Net's leading all-ones entry, which nnU-Net reads as ``pool_op_kernel_sizes``)."""
+        return {**nnunet_arch_kwargs(self), "aniso_block": self.aniso_block, "iso_block": self.iso_block}
 
     def deep_supervision_heads(self) -> list[nn.Module]:
         """The 1×1×1 heads used only with deep supervision (not part of the paper's model)."""

@@ -149,25 +149,40 @@ def load_sam_checkpoint(model: nn.Module, path_or_state_dict, *, extra_tokens: s
     sd, source = read_sam_state_dict(path_or_state_dict)
     report = SamCheckpointReport(source=source)
     target = model.state_dict()
+    out = _map_checkpoint(sd, target, extra_tokens, pos_embed_mode, report)
+    _report_unfilled(model, sd, target, out, extra_tokens, report)
+    if strict and not report.ok:
+        raise ValueError(
+            f"{report.summary()}; missing: {report.missing[:6]}, mismatched: {dict(list(report.mismatched.items())[:6])}"
+        )
+    merged = dict(target)
+    merged.update({k: v.to(dtype=target[k].dtype) for k, v in out.items()})
+    model.load_state_dict(merged, strict=True)
+    return report
+
+
+def _model_key(target: Mapping[str, torch.Tensor], k: str) -> str | None:
+    """The model key a checkpoint key fills (LoRA-wrapped ``qkv`` layers: ``...attn.qkv.base.*``), or None."""
+    if k in target:
+        return k
+    alias = k.replace(".attn.qkv.", ".attn.qkv.base.")
+    return alias if alias in target else None
+
+
+def _map_checkpoint(sd: dict[str, torch.Tensor], target: dict[str, torch.Tensor], extra_tokens: str,
+                    pos_embed_mode: str, report: SamCheckpointReport) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors by model key, adapted to the model's shapes; records loaded, resized, adapted,
+    unexpected and mismatched keys in ``report``."""
     out: dict[str, torch.Tensor] = {}
-
-    def model_key(k: str) -> str | None:
-        if k in target:
-            return k
-        alias = k.replace(".attn.qkv.", ".attn.qkv.base.")
-        return alias if alias in target else None
-
     n_model_tokens = target[_TOKEN_KEY].shape[0] if _TOKEN_KEY in target else 0
-    n_ckpt_tokens = sd[_TOKEN_KEY].shape[0] if _TOKEN_KEY in sd else 0
     iou_last = max((int(m.group(1)) for k in target if (m := _IOU_RE.match(k))), default=-1)
-
     for k, v in sd.items():
-        t = model_key(k)
+        t = _model_key(target, k)
         hyper = _HYPER_RE.match(k)
         iou = _IOU_RE.match(k)
         token_machinery = k == _TOKEN_KEY or hyper is not None or iou is not None
         if extra_tokens == "skip" and token_machinery:
-            continue  # the model's token machinery is reported (left at init) below
+            continue  # the model's token machinery is reported (left at init) by _report_unfilled
         if t is None:
             if hyper is not None and int(hyper.group(1)) >= n_model_tokens:
                 report.adapted[_mlp_key(hyper.group(1))] = (
@@ -176,26 +191,39 @@ def load_sam_checkpoint(model: nn.Module, path_or_state_dict, *, extra_tokens: s
             else:
                 report.unexpected.append(k)
             continue
-        want = tuple(target[t].shape)
-        have = tuple(v.shape)
-        if (k == _TOKEN_KEY or (iou is not None and int(iou.group(1)) == iou_last)) and have != want \
-                and have[1:] == want[1:]:
-            out[t] = _fit_rows(v, target[t], extra_tokens)
-            report.adapted[t] = _rows_note("mask tokens" if k == _TOKEN_KEY else "IoU-head rows", have[0], want[0],
-                                           extra_tokens)
-        elif have == want:
-            out[t] = v
-            report.loaded.append(t)
-        elif t.endswith("image_encoder.pos_embed") and len(have) == 4 and have[0] == want[0] and have[3] == want[3]:
-            out[t] = resize_pos_embed(v, want[1:3], pos_embed_mode)
-            report.resized[t] = (have, want)
-        elif re.search(r"\.rel_pos_[hw]$", t) and len(have) == 2 and have[1] == want[1]:
-            out[t] = resize_rel_pos(v, want[0])
-            report.resized[t] = (have, want)
-        else:
-            report.mismatched[t] = (have, want)
+        token_rows = k == _TOKEN_KEY or (iou is not None and int(iou.group(1)) == iou_last)
+        _fit_tensor(k, t, v, target[t], token_rows, extra_tokens, pos_embed_mode, out, report)
+    return out
 
-    # Model keys the checkpoint did not fill.
+
+def _fit_tensor(k: str, t: str, v: torch.Tensor, dst: torch.Tensor, token_rows: bool, extra_tokens: str,
+                pos_embed_mode: str, out: dict[str, torch.Tensor], report: SamCheckpointReport) -> None:
+    """Checkpoint tensor ``v`` (key ``k``) into ``out[t]`` for model tensor ``dst``: copied when the shapes agree,
+    rows fitted (mask tokens, the IoU head's last layer: ``token_rows``), position tables resized; else mismatched."""
+    want = tuple(dst.shape)
+    have = tuple(v.shape)
+    if token_rows and have != want and have[1:] == want[1:]:
+        out[t] = _fit_rows(v, dst, extra_tokens)
+        report.adapted[t] = _rows_note("mask tokens" if k == _TOKEN_KEY else "IoU-head rows", have[0], want[0],
+                                       extra_tokens)
+    elif have == want:
+        out[t] = v
+        report.loaded.append(t)
+    elif t.endswith("image_encoder.pos_embed") and len(have) == 4 and have[0] == want[0] and have[3] == want[3]:
+        out[t] = resize_pos_embed(v, want[1:3], pos_embed_mode)
+        report.resized[t] = (have, want)
+    elif re.search(r"\.rel_pos_[hw]$", t) and len(have) == 2 and have[1] == want[1]:
+        out[t] = resize_rel_pos(v, want[0])
+        report.resized[t] = (have, want)
+    else:
+        report.mismatched[t] = (have, want)
+
+
+def _report_unfilled(model: nn.Module, sd: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                     out: dict[str, torch.Tensor], extra_tokens: str, report: SamCheckpointReport) -> None:
+    """Model keys the checkpoint did not fill: extra mask tokens (tiled into ``out`` with ``"tile"``), skipped token
+    machinery, procto's own modules (new) and SAM keys the checkpoint lacked (missing)."""
+    n_ckpt_tokens = sd[_TOKEN_KEY].shape[0] if _TOKEN_KEY in sd else 0
     for t in target:
         if t in out or t in report.mismatched:
             continue
@@ -218,15 +246,6 @@ def load_sam_checkpoint(model: nn.Module, path_or_state_dict, *, extra_tokens: s
             report.new.append(t)
         else:
             report.missing.append(t)
-
-    if strict and not report.ok:
-        raise ValueError(
-            f"{report.summary()}; missing: {report.missing[:6]}, mismatched: {dict(list(report.mismatched.items())[:6])}"
-        )
-    merged = dict(target)
-    merged.update({k: v.to(dtype=target[k].dtype) for k, v in out.items()})
-    model.load_state_dict(merged, strict=True)
-    return report
 
 
 def _mlp_key(i) -> str:

@@ -27,7 +27,7 @@ from procto.phantom.writers import (
     canonical_axial,
     care_slices,
     nnunet_dataset_json,
-    read_stages_csv,
+    read_cohort_table,
     write_cohort,
     write_stages_csv,
 )
@@ -40,7 +40,7 @@ __all__ = [
     "cohort_plan",
     "write_cohort",
     "write_stages_csv",
-    "read_stages_csv",
+    "read_cohort_table",
     "care_slices",
     "canonical_axial",
     "nnunet_dataset_json",

@@ -12,7 +12,9 @@ Everything is placed relative to a few random landmarks so that the organs keep 
   heads** lateral to both; the body outline is fitted around pubis, sacrum and hips.
 
 Anatomy draws use their own random stream, so the same seed gives the same patient whatever the modality, grid or
-tumour options.
+tumour options.  :func:`sample_anatomy` runs named steps in a fixed order (the order of the draws): sacrum, rectum,
+lumbar levels, pelvis, colon, bowel profiles, body outline, then the organs, vessels and bones placed by the
+landmarks (:mod:`procto.phantom.placement`), the small bowel and the duodenum.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 
 from procto.phantom.fields import Periodic2D, smooth_profile
 from procto.phantom.labels import ORGAN_IDS
-from procto.phantom.shapes import Capsule, Cup, Ellipsoid, Slab, Tube, spline_curve
-from procto.phantom.tissues import Tissue
+from procto.phantom.placement import Draft, abdominal_solids, hips, pelvic_organs, sacrum_and_spine, vessels
+from procto.phantom.placement import uniform as _u
+from procto.phantom.shapes import Tube, spline_curve
 
 
 def _smoothstep(x):
@@ -153,10 +156,6 @@ class Anatomy:
         return (np.interp(z, c["z"], c["ax"]), np.interp(z, c["z"], c["y_ant"]), np.interp(z, c["z"], c["y_post"]))
 
 
-def _u(rng, a, b) -> float:
-    return float(rng.uniform(a, b))
-
-
 def sample_anatomy(rng: np.random.Generator, sex: str | None = None, lumen: str | None = None,
                    modality: str = "ct") -> Anatomy:
     """Draw a patient.
@@ -167,6 +166,31 @@ def sample_anatomy(rng: np.random.Generator, sex: str | None = None, lumen: str 
         lumen: rectal lumen content "gas" | "fluid" | None (random: CT mostly gas, MRI often gel-filled).
         modality: only used for the default lumen odds (the draws are the same for every modality).
     """
+    sex, lumen = _sex_and_lumen(rng, sex, lumen, modality)
+    anat, d = _sacrum(rng, sex, lumen)
+    cps, anchor = _rectum(rng, d)
+    _spine_levels(rng, d)
+    _pelvis(rng, d)
+    cps += _colon_control_points(rng, d)
+    anat.bowel = _bowel(rng, d, cps, anchor)
+    anat.body, anat.cavity = _body_and_cavity(rng, d)
+    anat.solids = abdominal_solids(d) + pelvic_organs(rng, d, sex)
+    anat.vessels = vessels(d)
+    anat.bones, anat.spine_soft = sacrum_and_spine(d)
+    anat.bones += hips(rng, d)
+    anat.small_bowel = _small_bowel(rng, anat, anat.bowel, d.y_front + d.wall, d.yL, d.bladder_top, d.z_top,
+                                    (d.b_center, d.b_semi))
+    anat.duodenum = _duodenum(rng, d)
+    anat.landmarks = {
+        "z_tip": d.z_tip, "z_top": d.z_top, "z_h": d.z_h, "z_sym": d.z_sym, "y_sym": d.y_sym, "x_h": d.x_h,
+        "y_h": d.y_h, "r_head": d.r_head, "y_L": d.yL, "bladder_top": d.bladder_top, "z_rs": d.z_rs,
+        "y_front": d.y_front, "y_back": d.y_back, "rectum_y_mid": float(d.rect_y(d.z_rs / 2)), "z_crest": d.z_crest,
+    }
+    return anat
+
+
+def _sex_and_lumen(rng, sex: str | None, lumen: str | None, modality: str) -> tuple[str, str]:
+    """Sex and rectal lumen content: the given ones, else drawn (two draws are made either way)."""
     u_sex, u_lumen = rng.uniform(), rng.uniform()
     sex = sex or ("male" if u_sex < 0.5 else "female")
     if lumen is None:
@@ -175,31 +199,32 @@ def sample_anatomy(rng: np.random.Generator, sex: str | None = None, lumen: str 
         raise ValueError(f"sex must be 'male' or 'female', got {sex!r}")
     if lumen not in ("gas", "fluid"):
         raise ValueError(f"lumen must be 'gas' or 'fluid', got {lumen!r}")
+    return sex, lumen
 
-    # ---------------------------------------------------------------- sacrum and the rectum in front of it
+
+def _sacrum(rng, sex: str, lumen: str) -> tuple[Anatomy, Draft]:
+    """The sacrum (coccyx tip, height, anterior surface): the anatomy every later step is placed by."""
     z_tip = _u(rng, 15, 28)
     height = _u(rng, 100, 120)
     z_top = z_tip + height
     sacrum = (z_tip + height / 2, height / 2, _u(rng, 62, 74), _u(rng, 12, 22), _u(rng, -8, 3))
     anat = Anatomy(sex=sex, lumen=lumen, landmarks={}, sacrum=sacrum, body={}, cavity={}, bowel=None,  # type: ignore[arg-type]
                    small_bowel=None, duodenum=None)  # type: ignore[arg-type]
-    y_sac = anat.y_sac
+    return anat, Draft(y_sac=anat.y_sac, z_tip=z_tip, height=height, z_top=z_top)
 
-    r_nom = _u(rng, 14, 19)
-    w_muc, w_mus = _u(rng, 1.6, 2.4), _u(rng, 2.0, 3.0)
-    m_post, m_ant, m_lat = _u(rng, 15, 24), _u(rng, 4.5, 8), _u(rng, 10, 15)
-    gap = _u(rng, 5, 9)
-    rectum_length = _u(rng, 120, 145)
-    flex_amp, flex_wl, flex_ph = _u(rng, 4, 10), _u(rng, 70, 110), _u(rng, 0, 2 * np.pi)
 
-    def rect_y(z):
-        return y_sac(z) - gap - m_post - r_nom
-
-    def rect_x(z):
-        return flex_amp * (np.sin(2 * np.pi * z / flex_wl + flex_ph) - np.sin(flex_ph))
-
-    z_rs = min(rectum_length / 1.12, z_top - 8)
-    y0 = float(rect_y(0.0))
+def _rectum(rng, d: Draft) -> tuple[list, int]:
+    """Rectal wall, mesorectum and course in front of the sacrum; the control points of the anal canal and rectum
+    ``((z, y, x), radius)`` and the index of the anorectal-junction point."""
+    d.r_nom = _u(rng, 14, 19)
+    d.w_muc, d.w_mus = _u(rng, 1.6, 2.4), _u(rng, 2.0, 3.0)
+    d.m_post, d.m_ant, d.m_lat = _u(rng, 15, 24), _u(rng, 4.5, 8), _u(rng, 10, 15)
+    d.gap = _u(rng, 5, 9)
+    d.rectum_length = _u(rng, 120, 145)
+    d.flex_amp, d.flex_wl, d.flex_ph = _u(rng, 4, 10), _u(rng, 70, 110), _u(rng, 0, 2 * np.pi)
+    d.z_rs = z_rs = min(d.rectum_length / 1.12, d.z_top - 8)
+    d.y0 = y0 = float(d.rect_y(0.0))
+    r_nom = d.r_nom
     cps: list[tuple[tuple[float, float, float], float]] = []  # ((z, y, x), radius)
     r_canal, r_arj = _u(rng, 8, 10), _u(rng, 11, 14)
     cps.append(((-38.0, y0 + 14, 0.0), r_canal))
@@ -210,33 +235,39 @@ def sample_anatomy(rng: np.random.Generator, sex: str | None = None, lumen: str 
         z = z_rs * i / (n_rect - 1)
         frac = i / (n_rect - 1)
         r = r_arj + (r_nom - r_arj) * min(frac / 0.35, 1.0) if frac <= 0.35 else r_nom * (1 - 0.15 * (frac - 0.35) / 0.65)
-        cps.append(((z, float(rect_y(z)), float(rect_x(z))), r))
+        cps.append(((z, float(d.rect_y(z)), float(d.rect_x(z))), r))
+    return cps, anchor
 
-    # ---------------------------------------------------------------- spine level (for the colon / vessels)
-    y_top = float(y_sac(z_top))
-    y_L = [y_top + 18 - d + _u(rng, -3, 3) for d in (8, 14, 16, 12, 6)]  # L5..L1 body centres
-    yL = float(np.mean(y_L))
 
-    # ---------------------------------------------------------------- bladder, pubis, femoral heads
-    def meso_ant_y(z):
-        return rect_y(z) - r_nom - m_ant
+def _spine_levels(rng, d: Draft) -> None:
+    """Lumbar body centres L5..L1 (for the colon and the vessels)."""
+    d.y_top = y_top = float(d.y_sac(d.z_top))
+    d.y_L = [y_top + 18 - dy + _u(rng, -3, 3) for dy in (8, 14, 16, 12, 6)]
+    d.yL = float(np.mean(d.y_L))
 
+
+def _pelvis(rng, d: Draft) -> None:
+    """Bladder in front of the mesorectum, pubic symphysis in front of the bladder, femoral heads lateral to both."""
     b_semi = np.array([_u(rng, 24, 42), _u(rng, 24, 38), _u(rng, 30, 50)])  # z, y, x
     z_base = _u(rng, 28, 40)
-    b_semi[0] = min(b_semi[0], (z_rs + 2 - z_base) / 2)
+    b_semi[0] = min(b_semi[0], (d.z_rs + 2 - z_base) / 2)
     b_cz = z_base + b_semi[0]
-    b_cy = float(min(meso_ant_y(b_cz), meso_ant_y(b_cz - 0.6 * b_semi[0]), meso_ant_y(b_cz + 0.6 * b_semi[0]))
+    b_cy = float(min(d.meso_ant_y(b_cz), d.meso_ant_y(b_cz - 0.6 * b_semi[0]), d.meso_ant_y(b_cz + 0.6 * b_semi[0]))
                  - _u(rng, 4, 8) - b_semi[1])
     b_cx = _u(rng, -8, 8)
-    y_sym = b_cy - b_semi[1] - _u(rng, 8, 14)
-    x_h, r_head = _u(rng, 82, 95), _u(rng, 21, 25)
-    y_h = y_sym + _u(rng, 48, 60)
-    z_h = z_tip + _u(rng, 28, 42)
-    z_sym = z_h - _u(rng, 8, 15)
-    bladder_top = b_cz + b_semi[0]
+    d.b_semi, d.b_center, d.z_base = b_semi, (b_cz, b_cy, b_cx), z_base
+    d.y_sym = b_cy - b_semi[1] - _u(rng, 8, 14)
+    d.x_h, d.r_head = _u(rng, 82, 95), _u(rng, 21, 25)
+    d.y_h = d.y_sym + _u(rng, 48, 60)
+    d.z_h = d.z_tip + _u(rng, 28, 42)
+    d.z_sym = d.z_h - _u(rng, 8, 15)
+    d.bladder_top = b_cz + b_semi[0]
 
-    # ---------------------------------------------------------------- sigmoid and colon
-    zr, yr = z_rs, float(rect_y(z_rs))
+
+def _colon_control_points(rng, d: Draft) -> list:
+    """Sigmoid, descending, transverse and ascending colon down to the caecum: ``((z, y, x), radius)`` points."""
+    zr, yr = d.z_rs, float(d.rect_y(d.z_rs))
+    z_top, yL, y_h = d.z_top, d.yL, d.y_h
     r_sig, r_desc, r_trans, r_caec = _u(rng, 12, 16), _u(rng, 13, 17), _u(rng, 16, 22), _u(rng, 22, 28)
     side = 1.0 if rng.uniform() < 0.5 else -1.0
     colon_pts = [
@@ -257,10 +288,16 @@ def sample_anatomy(rng: np.random.Generator, sex: str | None = None, lumen: str 
         ((z_top + 35, y_h - 35, -62), r_caec),
         ((z_top + 18, y_h - 45, -52), r_caec),
     ]
+    cps = []
     for (p, r) in colon_pts:
         jitter = rng.normal(0, 5, size=3)
         cps.append(((p[0] + jitter[0], p[1] + jitter[1], p[2] + jitter[2]), r))
+    return cps
 
+
+def _bowel(rng, d: Draft, cps: list, anchor: int) -> Bowel:
+    """The rectum + colon tube through the control points, with its wall, mesorectum and haustra profiles."""
+    rectum_length = d.rectum_length
     ctrl = np.array([p for p, _ in cps])
     radii_cp = np.array([r for _, r in cps])
     pts, s = spline_curve(ctrl, ds=1.0)
@@ -275,181 +312,54 @@ def sample_anatomy(rng: np.random.Generator, sex: str | None = None, lumen: str 
     rect = (s >= 0) & (s <= rectum_length)
     colon = s > rectum_length
     to_colon = _smoothstep((s - rectum_length) / 20.0)
-    w_muc_k = w_muc + (_u(rng, 1.0, 1.4) - w_muc) * to_colon
-    w_mus_k = w_mus + (_u(rng, 1.0, 1.4) - w_mus) * to_colon
+    w_muc_k = d.w_muc + (_u(rng, 1.0, 1.4) - d.w_muc) * to_colon
+    w_mus_k = d.w_mus + (_u(rng, 1.0, 1.4) - d.w_mus) * to_colon
     canal = s < 0
-    w_mus_k = np.where(canal, w_mus + 1.0, w_mus_k)
+    w_mus_k = np.where(canal, d.w_mus + 1.0, w_mus_k)
     w_muc_k = np.where(canal, np.maximum(radius - w_mus_k, 0.5), w_muc_k)
     ecc = np.where(rect, _u(rng, 0.0, 0.12), 0.0) * _smoothstep((s + 10) / 20.0)
     taper = _smoothstep((s + 5) / 30.0) * (1 - _smoothstep((s - (rectum_length - 20)) / 30.0))
     taper = np.where(s < -5, 0.0, taper)
     haustra = np.where(colon, _u(rng, 0.08, 0.16), 0.0) * _smoothstep((s - rectum_length - 30) / 30.0)
-    bowel = Bowel(tube=tube, rectum_length=rectum_length, radius=radius, ecc=ecc, w_muc=w_muc_k, w_mus=w_mus_k,
-                  m_ant=m_ant * taper, m_lat=m_lat * taper, m_post=m_post * taper, haustra=haustra,
-                  haustra_wavelength=_u(rng, 22, 32),
-                  meso_irregularity=Periodic2D(rng, n_terms=5, max_theta_freq=5, s_wavelength=(12, 40)))
-    anat.bowel = bowel
+    return Bowel(tube=tube, rectum_length=rectum_length, radius=radius, ecc=ecc, w_muc=w_muc_k, w_mus=w_mus_k,
+                 m_ant=d.m_ant * taper, m_lat=d.m_lat * taper, m_post=d.m_post * taper, haustra=haustra,
+                 haustra_wavelength=_u(rng, 22, 32),
+                 meso_irregularity=Periodic2D(rng, n_terms=5, max_theta_freq=5, s_wavelength=(12, 40)))
 
-    # ---------------------------------------------------------------- body outline and cavity
+
+def _body_and_cavity(rng, d: Draft) -> tuple[dict, dict]:
+    """Body outline (fitted around pubis, sacrum and hips) and the visceral-fat cavity inside it."""
+    y_sac, y0, yL, z_sym, z_h, z_top = d.y_sac, d.y0, d.yL, d.z_sym, d.z_h, d.z_top
     sac_thick_mid = 9 + 30 * 0.5 ** 1.4
-    y_front = y_sym - _u(rng, 30, 55)
-    y_back = float(y_sac(z_tip + height / 2)) + sac_thick_mid + _u(rng, 30, 55)
-    ax_p = x_h + _u(rng, 65, 92)
+    d.y_front = y_front = d.y_sym - _u(rng, 30, 55)
+    d.y_back = y_back = float(y_sac(d.z_tip + d.height / 2)) + sac_thick_mid + _u(rng, 30, 55)
+    ax_p = d.x_h + _u(rng, 65, 92)
     ax_a = ax_p * _u(rng, 0.8, 0.94)
     t_sc = _u(rng, 10, 30)
-    anat.body = {
+    body = {
         "y_c": (y_front + y_back) / 2, "a_y": (y_back - y_front) / 2,
         "z_pts": [-80.0, z_h, z_top + 30, z_top + 120], "ax_pts": [ax_p * 0.9, ax_p, ax_p * 0.97, ax_a],
         "t_sc": t_sc, "t_sc_post": t_sc * _u(rng, 1.2, 1.8), "t_wall": _u(rng, 8, 14),
     }
-    wall = t_sc + anat.body["t_wall"]
+    d.wall = wall = t_sc + body["t_wall"]
     z_pts = [-60.0, 0.0, z_sym - 25, z_sym, z_h, z_sym + 35, z_top - 10, z_top + 40, z_top + 400]
     ax_pts = [34, 34, 40, 48, 52, 58, 64, ax_a - wall - 8, ax_a - wall - 8]
-    yant_pts = [y0 - 30, y0 - 30, y_sym + 16, y_sym + 12, y_sym + 14, y_front + wall + 6, y_front + wall + 4,
+    yant_pts = [y0 - 30, y0 - 30, d.y_sym + 16, d.y_sym + 12, d.y_sym + 14, y_front + wall + 6, y_front + wall + 4,
                 y_front + wall + 4, y_front + wall + 4]
     ypost_pts = [y0 + 36, y0 + 38, float(y_sac(z_sym - 25)) - 1, float(y_sac(z_sym)) - 1, float(y_sac(z_h)) - 1,
                  float(y_sac(z_sym + 35)) - 1, float(y_sac(z_top - 10)) - 1, yL - 10, yL - 10]
-    anat.cavity = {"z": np.array(z_pts), "ax": np.array(ax_pts, float), "y_ant": np.array(yant_pts, float),
-                   "y_post": np.array(ypost_pts, float)}
+    cavity = {"z": np.array(z_pts), "ax": np.array(ax_pts, float), "y_ant": np.array(yant_pts, float),
+              "y_post": np.array(ypost_pts, float)}
+    return body, cavity
 
-    # ---------------------------------------------------------------- soft solids (paint order)
-    O = ORGAN_IDS
-    solids: list = []
-    vessels: list = []
-    bones: list = []
-    spine_soft: list = []
-    # psoas (iliopsoas), both sides
-    for sign, name in ((1.0, "iliopsoas_left"), (-1.0, "iliopsoas_right")):
-        a = (z_top + 170, y_L[2] + 6, sign * 30)
-        b = (z_top + 15, y_L[0] - 2, sign * 52)
-        c = (z_h + 28, y_h - 28, sign * (x_h - 14))
-        d = (z_h - 22, y_h - r_head - 10, sign * (x_h + 4))
-        for p0, p1, r0, r1 in ((a, b, 11, 21), (b, c, 21, 15), (c, d, 15, 11)):
-            solids.append((Tissue.MUSCLE, O[name], Capsule(p0, p1, r0, r1), None))
-    # kidneys, liver, stomach (upper abdomen; outside small fields of view)
-    for sign, name in ((1.0, "kidney_left"), (-1.0, "kidney_right")):
-        solids.append((Tissue.KIDNEY, O[name], Ellipsoid((z_top + 200 + 8 * sign, y_L[4] + 18, sign * 72),
-                                                         (55, 24, 30)), None))
-    solids.append((Tissue.LIVER, O["liver"], Ellipsoid((z_top + 285, yL - 30, -62), (95, 80, 95)), None))
-    st_c = np.array([z_top + 268, yL - 72, 60.0])
-    st_axes = np.array([[0.9, 0.0, -0.44], [0.0, 1.0, 0.0], [0.44, 0.0, 0.9]])
-    solids.append((Tissue.BOWEL_WALL, O["stomach"], Ellipsoid(st_c, (62, 38, 44), st_axes), None))
-    solids.append((Tissue.BOWEL_FLUID, O["stomach"], Ellipsoid(st_c, (58, 34, 40), st_axes), None))
-    solids.append((Tissue.GAS, O["stomach"], Ellipsoid(st_c, (58, 34, 40), st_axes), float(st_c[0] + 15)))
-    # prostate or uterus (no TotalSegmentator class for the uterus: organ 0)
-    if sex == "male":
-        p_semi = np.array([_u(rng, 15, 19), _u(rng, 12, 16), _u(rng, 17, 23)])
-        p_cz = z_base - p_semi[0] + 4
-        p_cy = min(float(meso_ant_y(p_cz)), float(meso_ant_y(p_cz + p_semi[0]))) - _u(rng, 3, 5) - p_semi[1]
-        solids.append((Tissue.GLAND, O["prostate"], Ellipsoid((p_cz, p_cy, 0.0), p_semi), None))
-    else:
-        u_semi = np.array([_u(rng, 32, 42), _u(rng, 18, 24), _u(rng, 24, 32)])
-        u_cz = bladder_top + 4
-        u_cy = min(float(meso_ant_y(u_cz)), float(meso_ant_y(u_cz - 20))) - 5 - u_semi[1] * 1.1
-        tilt = np.deg2rad(_u(rng, 35, 60))  # anteverted over the bladder dome
-        axes = np.array([[np.cos(tilt), -np.sin(tilt), 0.0], [np.sin(tilt), np.cos(tilt), 0.0], [0.0, 0.0, 1.0]])
-        solids.append((Tissue.GLAND, 0, Ellipsoid((u_cz, u_cy, 0.0), u_semi, axes), None))
 
-    # bladder (wall + urine)
-    b_center = (b_cz, b_cy, b_cx)
-    b_wall = _u(rng, 2.5, 4.0)
-    solids.append((Tissue.BLADDER_WALL, O["urinary_bladder"], Ellipsoid(b_center, b_semi), None))
-    solids.append((Tissue.URINE, O["urinary_bladder"], Ellipsoid(b_center, b_semi - b_wall), None))
-    # ---------------------------------------------------------------- vessels
-    bif = (z_top + 75, y_L[1] - 26, 6.0)
-    conf = (z_top + 40, y_L[0] - 20, -12.0)
-    vessels.append((O["aorta"], Capsule((z_top + 300, yL - 26, 14), bif, 10.5, 9)))
-    vessels.append((O["inferior_vena_cava"], Capsule((z_top + 300, yL - 20, -24), conf, 11.5, 11)))
-    for sign, art, vein in ((1.0, "iliac_artery_left", "iliac_vena_left"), (-1.0, "iliac_artery_right", "iliac_vena_right")):
-        ci = (z_top - 5, y_top - 16, sign * 42)
-        ei1 = (z_h + 32, y_h - 24, sign * (x_h - 26))
-        ei2 = (z_h - 15, y_h - r_head - 13, sign * (x_h - 10))
-        ii = (z_h + 38, float(y_sac(z_h + 38)) - 14, sign * 54)
-        for p0, p1, r in ((bif, ci, 6.5), (ci, ei1, 5.0), (ei1, ei2, 4.5), (ci, ii, 3.5)):
-            vessels.append((O[art], Capsule(p0, p1, r)))
-        cv = (z_top - 10, y_top - 8, sign * 44)
-        ev1 = (z_h + 30, y_h - 18, sign * (x_h - 32))
-        ev2 = (z_h - 15, y_h - r_head - 5, sign * (x_h - 20))
-        iv = (z_h + 38, float(y_sac(z_h + 38)) - 7, sign * 58)
-        for p0, p1, r in ((conf, cv, 7.5), (cv, ev1, 6.0), (ev1, ev2, 5.5), (cv, iv, 4.5)):
-            vessels.append((O[vein], Capsule(p0, p1, r)))
-
-    # ---------------------------------------------------------------- bones
-    # sacrum + coccyx: a curved plate behind the sacral anterior surface
-    zs = np.arange(z_tip, z_top + 0.5, 1.0)
-    u = (zs - z_tip) / height
-    ys = y_sac(zs)
-    tang = np.stack([np.ones_like(zs), np.gradient(ys, zs), np.zeros_like(zs)], axis=1)
-    tang /= np.linalg.norm(tang, axis=1, keepdims=True)
-    normal = np.stack([-tang[:, 1], tang[:, 0], np.zeros_like(zs)], axis=1)  # posterior-pointing
-    thick = 9 + 30 * u ** 1.4
-    half_w = 10 + 46 * u ** 1.3
-    centre = np.stack([zs, ys, np.zeros_like(zs)], axis=1) + normal * thick[:, None] / 2
-    bones.append((O["sacrum"], Slab(centre, normal, thick, half_w)))
-    # lumbar vertebrae L5..L1
-    for i, name in enumerate(("vertebrae_L5", "vertebrae_L4", "vertebrae_L3", "vertebrae_L2", "vertebrae_L1")):
-        zc = z_top + 22 + 36 * i
-        yb = y_L[i]
-        oid = O[name]
-        bones.append((oid, Ellipsoid((zc, yb, 0.0), (15, 16, 22 + 0.8 * i))))
-        for sign in (1.0, -1.0):
-            bones.append((oid, Capsule((zc, yb + 12, sign * 11), (zc - 2, yb + 40, sign * 8), 6)))
-        bones.append((oid, Capsule((zc - 2, yb + 40, 0.0), (zc - 8, yb + 62, 0.0), 7, 5)))
-        bones.append((oid, Capsule((zc, yb + 30, -40 - 2 * i), (zc, yb + 30, 40 + 2 * i), 5)))
-        spine_soft.append((Tissue.DISC, Ellipsoid((zc - 18, yb, 0.0), (3.5, 15, 21))))
-    spine_soft.append((Tissue.CSF, Capsule((z_top + 10, y_L[0] + 28, 0.0), (z_top + 200, y_L[4] + 28, 0.0), 9)))
-    # sacral canal: from the lumbar canal down the back of the sacrum, narrowing
-    z_c = [z_top + 10, z_top - 15, z_top - 45, z_top - 75]
-    y_c = [y_L[0] + 28] + [float(y_sac(z) + (9 + 30 * ((z - z_tip) / height) ** 1.4) * 0.68) for z in z_c[1:]]
-    for i, r in enumerate((8.0, 6.5, 5.0)):
-        spine_soft.append((Tissue.CSF, Capsule((z_c[i], y_c[i], 0.0), (z_c[i + 1], y_c[i + 1], 0.0), r, r - 1.5)))
-    # hips and femora
-    si = (z_top - 22, float(y_sac(z_top - 22)) + 22, 44.0)
-    z_crest = z_top + _u(rng, 35, 55)
-    for sign, hip, femur in ((1.0, "hip_left", "femur_left"), (-1.0, "hip_right", "femur_right")):
-        hc = np.array([z_h, y_h, sign * x_h])
-        oh, of = O[hip], O[femur]
-        # femur: head, neck, greater trochanter, shaft
-        bones.append((of, Capsule(hc, hc, r_head)))
-        bones.append((of, Capsule(hc, (z_h - 24, y_h + 8, sign * (x_h + 36)), 14, 13)))
-        bones.append((of, Capsule((z_h - 20, y_h + 12, sign * (x_h + 44)), (z_h - 20, y_h + 12, sign * (x_h + 44)), 16)))
-        bones.append((of, Capsule((z_h - 28, y_h + 12, sign * (x_h + 40)), (z_h - 420, y_h + 24, sign * (x_h + 14)), 15, 13)))
-        # acetabulum, ilium, wing, ischium, pubis
-        bones.append((oh, Cup(hc, r_head + 2.0, r_head + 10.0, (-0.35, -0.3, sign * 0.9), cos_open=0.3)))
-        sij = np.array([si[0], si[1], sign * si[2]])
-        bones.append((oh, Capsule((z_h + 16, y_h + 8, sign * (x_h - 10)), sij + (0, 0, sign * 10), 17, 14)))
-        asis = np.array([z_h + 75, y_h - 38, sign * (x_h + 22)])
-        crest = np.array([z_crest, (sij[1] + asis[1]) / 2 + 10, sign * (x_h + 8)])
-        u_ax = asis - sij
-        half_u = np.linalg.norm(u_ax) / 2
-        u_ax /= np.linalg.norm(u_ax)
-        mid = (sij + asis) / 2
-        v_ax = crest - mid
-        v_ax -= (v_ax @ u_ax) * u_ax
-        half_v = np.linalg.norm(v_ax)
-        v_ax /= half_v
-        w_ax = np.cross(u_ax, v_ax)
-        bones.append((oh, Ellipsoid(mid + v_ax * half_v * 0.05, (half_u + 8, half_v * 1.0, _u(rng, 7, 10)),
-                                    np.array([u_ax, v_ax, w_ax]))))
-        bones.append((oh, Capsule((z_h - 10, y_h + 18, sign * (x_h - 12)), (z_h - 55, y_h + 38, sign * (x_h - 34)), 14, 12)))
-        bones.append((oh, Capsule((z_h + 2, y_h - 16, sign * (x_h - 18)), (z_sym + 6, y_sym + 6, sign * 12), 11, 10)))
-        bones.append((oh, Capsule((z_sym + 12, y_sym, sign * 9), (z_sym - 18, y_sym + 4, sign * 10), 10)))
-        bones.append((oh, Capsule((z_sym - 15, y_sym + 5, sign * 12), (z_h - 52, y_h + 32, sign * (x_h - 36)), 8, 9)))
-
-    # ---------------------------------------------------------------- small bowel and duodenum
-    anat.small_bowel = _small_bowel(rng, anat, bowel, y_front + wall, yL, bladder_top, z_top, (b_center, b_semi))
+def _duodenum(rng, d: Draft) -> SmallBowel:
+    """The duodenal C-loop around the pancreatic head level (upper abdomen)."""
+    z_top, yL = d.z_top, d.yL
     duo_ctrl = np.array([(z_top + 215, yL - 62, 22), (z_top + 205, yL - 42, -34), (z_top + 180, yL - 28, -46),
                          (z_top + 160, yL - 26, -22), (z_top + 157, yL - 30, 14), (z_top + 176, yL - 36, 32)], float)
     d_pts, d_s = spline_curve(duo_ctrl, ds=1.0)
-    anat.duodenum = SmallBowel(Tube(d_pts, d_s), np.full(len(d_s), _u(rng, 10, 13)), 2.0, O["duodenum"])
-
-    anat.solids, anat.vessels, anat.bones, anat.spine_soft = solids, vessels, bones, spine_soft
-    anat.landmarks = {
-        "z_tip": z_tip, "z_top": z_top, "z_h": z_h, "z_sym": z_sym, "y_sym": y_sym, "x_h": x_h, "y_h": y_h,
-        "r_head": r_head, "y_L": yL, "bladder_top": bladder_top, "z_rs": z_rs, "y_front": y_front, "y_back": y_back,
-        "rectum_y_mid": float(rect_y(z_rs / 2)), "z_crest": z_crest,
-    }
-    return anat
+    return SmallBowel(Tube(d_pts, d_s), np.full(len(d_s), _u(rng, 10, 13)), 2.0, ORGAN_IDS["duodenum"])
 
 
 def _small_bowel(rng, anat: Anatomy, bowel: Bowel, y_wall: float, yL: float, bladder_top: float, z_top: float,

@@ -159,6 +159,30 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
     """
     t0 = time.perf_counter()
     modality = str(modality).lower()
+    _check_options(seed, modality, t_stage, n_nodes, noise, sex, lumen)
+    streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(len(_STREAMS)))))
+
+    anat = sample_anatomy(streams["anatomy"], sex=sex, lumen=lumen, modality=modality)
+    t_stage, n_nodes = _draw_stage(streams["stage"], t_stage, n_nodes)
+    tumour = sample_tumour(streams["tumour"], anat.bowel, t_stage)
+    nodes = sample_nodes(streams["nodes"], anat.bowel, tumour, n_nodes)
+    grid, center = _field_of_view(modality, shape, spacing, fov_mm, center, anat, tumour, streams["grid"])
+    maps = render(anat, tumour, nodes, grid, streams["render"])
+    if modality == "ct":
+        img = render_ct(maps.tissue, grid, streams["intensity"], noise=noise, blur=blur)
+    else:
+        img = render_mri(maps.tissue, grid, streams["intensity"], noise=noise, blur=blur, bias=bias)
+    options = {"shape": list(grid.shape), "spacing": list(grid.spacing), "center": [float(c) for c in center],
+               "t_stage": t_stage, "n_nodes": n_nodes, "noise": noise, "blur": blur, "bias": bias,
+               "sex": anat.sex, "lumen": anat.lumen}
+    case = _assemble(case_id or f"phantom_{modality}_{int(seed)}", int(seed), modality, grid, img, maps, anat,
+                     tumour, nodes, options)
+    case.seconds = time.perf_counter() - t0
+    return case
+
+
+def _check_options(seed, modality: str, t_stage, n_nodes, noise: float, sex, lumen) -> None:
+    """Raise :class:`InputError` on a bad option of :func:`make_case` (``center`` is checked with the grid)."""
     _check_choice("modality", modality, MODALITIES)
     _check_choice("t_stage", t_stage, T_STAGES)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -169,21 +193,23 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
         raise InputError(f"noise must be >= 0, got {noise}")
     _check_choice("sex", sex, ("male", "female"))
     _check_choice("lumen", lumen, ("gas", "fluid"))
-    streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(len(_STREAMS)))))
 
-    anat = sample_anatomy(streams["anatomy"], sex=sex, lumen=lumen, modality=modality)
-    rs = streams["stage"]
+
+def _draw_stage(rs: np.random.Generator, t_stage: str | None, n_nodes: int | None) -> tuple[str, int]:
+    """T stage and number of metastatic nodes: the forced ones, else drawn (the draws are made either way, so forcing
+    one does not change the other)."""
     t_rand = T_STAGES[int(rs.uniform() < 0.5)]
     cat = int(rs.integers(0, 3))
     n_rand = (0, int(rs.integers(1, 4)), int(rs.integers(4, MAX_NODES + 1)))[cat]
-    t_stage = t_stage or t_rand
-    n_nodes = n_rand if n_nodes is None else int(n_nodes)
+    return t_stage or t_rand, (n_rand if n_nodes is None else int(n_nodes))
 
-    tumour = sample_tumour(streams["tumour"], anat.bowel, t_stage)
-    nodes = sample_nodes(streams["nodes"], anat.bowel, tumour, n_nodes)
 
+def _field_of_view(modality: str, shape, spacing, fov_mm, center, anat, tumour,
+                   rng: np.random.Generator) -> tuple[Grid, Any]:
+    """The image grid and its physical centre: ``shape``/``spacing``/``fov_mm`` (or the modality's defaults) centred
+    on ``center`` (None: the automatic field of view; "tumour" / "rectum"; or a physical (z, y, x) point)."""
     probe = default_grid(modality, shape, spacing, fov_mm, center=(0.0, 0.0, 0.0))
-    auto_center = _fov_center(modality, probe.shape, probe.spacing, anat, streams["grid"])
+    auto_center = _fov_center(modality, probe.shape, probe.spacing, anat, rng)
     if center is None:
         center = auto_center
     elif isinstance(center, str):
@@ -193,15 +219,12 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
         center = anat.bowel.tube.points[anat.bowel.tube.index_at(s_mid)]
     elif np.asarray(center, dtype=float).shape != (3,):
         raise InputError(f"center must hold 3 values (z, y, x), got {center!r}")
-    grid = Grid.centred(probe.shape, probe.spacing, center, probe.direction)
+    return Grid.centred(probe.shape, probe.spacing, center, probe.direction), center
 
-    maps = render(anat, tumour, nodes, grid, streams["render"])
-    if modality == "ct":
-        img = render_ct(maps.tissue, grid, streams["intensity"], noise=noise, blur=blur)
-    else:
-        img = render_mri(maps.tissue, grid, streams["intensity"], noise=noise, blur=blur, bias=bias)
 
-    case_id = case_id or f"phantom_{modality}_{int(seed)}"
+def _assemble(case_id: str, seed: int, modality: str, grid: Grid, img: np.ndarray, maps, anat, tumour, nodes,
+              options: dict) -> PhantomCase:
+    """The :class:`PhantomCase`: the image and label volumes on ``grid``, node and tumour measurements."""
     base = {"case_id": case_id, "description": "procto synthetic phantom"}
     node_info = [n.info(i) for i, n in enumerate(nodes, start=1)]
     for info, n_vox in zip(node_info, maps.info.get("node_voxels", [])):
@@ -209,11 +232,9 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
     tumour_info = {**tumour.info(), "voxels": maps.info.get("tumour_voxels", 0),
                    "extramural_voxels": maps.info.get("extramural_voxels", 0),
                    "rectum_length_mm": round(anat.bowel.rectum_length, 2)}
-    options = {"shape": list(grid.shape), "spacing": list(grid.spacing), "center": [float(c) for c in center],
-               "t_stage": t_stage, "n_nodes": n_nodes, "noise": noise, "blur": blur, "bias": bias,
-               "sex": anat.sex, "lumen": anat.lumen}
+    t_stage, n_nodes = options["t_stage"], options["n_nodes"]
     return PhantomCase(
-        case_id=case_id, seed=int(seed), modality=modality,
+        case_id=case_id, seed=seed, modality=modality,
         image=grid.volume(img, modality="CT" if modality == "ct" else "MR", **base),
         label=grid.volume(maps.label, labels=dict(LABELS), **base),
         nodes=grid.volume(maps.nodes, **base),
@@ -221,7 +242,7 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
         layers=grid.volume(maps.layers, labels=dict(LAYERS), **base),
         tissue=grid.volume(maps.tissue, **base),
         t_stage=t_stage, n_category=n_category(n_nodes), n_nodes=n_nodes, node_info=node_info,
-        tumour_info=tumour_info, options=options, seconds=time.perf_counter() - t0,
+        tumour_info=tumour_info, options=options,
     )
 
 

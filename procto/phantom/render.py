@@ -147,91 +147,129 @@ def render(anat: Anatomy, tumour: Tumour | None, nodes: list[Node], grid: Grid,
         c.paint_solid(solid, Tissue.VESSEL, organ)
     _paint_bones(c, anat)
 
-    # ------------------------------------------------------------ rectum + colon with the mesorectum
-    bowel = anat.bowel
     label = np.zeros(grid.shape, np.uint8)
     layers = np.zeros(grid.shape, np.uint8)
     node_map = np.zeros(grid.shape, np.uint8)
-    flat, k, rho, theta = bowel.tube.query(grid, bowel.reach())
     info: dict = {}
-    if flat.size:
-        r_o = bowel.r_out(k, theta)
-        r_mi = r_o - bowel.w_mus[k]
-        r_in = r_mi - bowel.w_muc[k]
-        m = bowel.meso(k, theta)
-        s = bowel.s[k]
-        rect = bowel.is_rectum(k)
-        has_meso = m > 0.3
-        fascia = has_meso & (rho >= r_o + m) & (rho < r_o + m + 1.0)
-        meso = has_meso & (rho >= r_o) & (rho < r_o + m)
-        musc = (rho >= r_mi) & (rho < r_o)
-        muc = (rho >= r_in) & (rho < r_mi)
-        lumen = rho < r_in
-        colon_org = np.where(s >= 0, ORGAN_IDS["colon"], 0).astype(np.uint8)
-        c.paint_flat(flat[fascia], Tissue.FASCIA, 0)
-        c.paint_flat(flat[meso], Tissue.MESO_FAT, 0)
-        c.paint_flat(flat[musc], Tissue.MUSCULARIS, colon_org[musc])
-        c.paint_flat(flat[muc], Tissue.MUCOSA, colon_org[muc])
-        tex = field.reshape(-1)[flat]
-        rect_lumen = lumen & (s <= bowel.rectum_length + 10)
-        if anat.lumen == "gas":
-            c.paint_flat(flat[rect_lumen], Tissue.GAS, colon_org[rect_lumen])
-        else:
-            c.paint_flat(flat[rect_lumen], Tissue.LUMEN_FLUID, colon_org[rect_lumen])
-        col_lumen = lumen & ~rect_lumen
-        gas = col_lumen & (tex > 0.2)
-        c.paint_flat(flat[col_lumen & ~gas], Tissue.FAECES, colon_org[col_lumen & ~gas])
-        c.paint_flat(flat[gas], Tissue.GAS, colon_org[gas])
-        lab = label.reshape(-1)
-        lay = layers.reshape(-1)
-        lab[flat[rect & (rho < r_o)]] = RECTUM
-        lay[flat[rect & muc]] = MUCOSA
-        lay[flat[rect & musc]] = MUSCULARIS
-        lay[flat[meso]] = MESORECTUM
-
-        # -------------------------------------------------------- lymph nodes (inside the mesorectal fat only)
-        info["node_voxels"] = []
-        for i, node in enumerate(nodes, start=1):
-            solid = node.solid()
-            box = grid.box(*solid.bounds())
-            n_vox = 0
-            if box is not None:
-                d = solid.depth(*grid.coords(box))
-                ok = (d > 0) & (layers[box] == MESORECTUM)
-                node_map[box][ok] = i
-                c.tissue[box][ok] = Tissue.NODE
-                c.organs[box][ok] = 0
-                n_vox = int(ok.sum())
-            inside = np.all((grid.index_of(node.center) > -0.5) & (grid.index_of(node.center) < np.asarray(grid.shape) - 0.5))
-            if n_vox == 0 and inside:  # smaller than a voxel: keep the free mesorectal voxel nearest the centre
-                lo, hi = solid.bounds()
-                near = grid.box(lo, hi, margin=float(max(grid.spacing)))
-                if near is not None:
-                    cand = (layers[near] == MESORECTUM) & (node_map[near] == 0)
-                    if cand.any():
-                        z, y, x = grid.coords(near)
-                        cz, cy, cx = node.center.astype(np.float32)
-                        dist = np.where(cand, (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2, np.inf)
-                        pick = np.unravel_index(int(np.argmin(dist)), dist.shape)
-                        pick = tuple(sl.start + p for sl, p in zip(near, pick))
-                        node_map[pick] = i
-                        c.tissue[pick] = Tissue.NODE
-                        c.organs[pick] = 0
-                        n_vox = 1
-            info["node_voxels"].append(n_vox)
-
-        # -------------------------------------------------------- tumour
+    hit = _paint_bowel(c, anat, field, label, layers)
+    if hit is not None:
+        info["node_voxels"] = [_paint_node(c, node, i, layers, node_map) for i, node in enumerate(nodes, start=1)]
         if tumour is not None:
-            for _ in range(6):
-                mask, inner, outer = tumour.extent(bowel, k, theta)
-                tum = mask & (rho >= inner) & (rho < outer)
-                extramural = int((tum & meso).sum())
-                if tumour.t_stage == "T2" or extramural > 0 or not tum.any():
-                    break
-                tumour.extramural_depth *= 1.4  # T3 front thinner than a voxel here: deepen it
-            c.paint_flat(flat[tum], Tissue.TUMOUR, ORGAN_IDS["colon"])
-            lab[flat[tum]] = TUMOUR
-            node_map.reshape(-1)[flat[tum]] = 0
-            info["tumour_voxels"] = int(tum.sum())
-            info["extramural_voxels"] = extramural
+            info.update(_paint_tumour(c, anat.bowel, tumour, hit, label, node_map))
     return Maps(tissue=c.tissue, label=label, organs=c.organs, layers=layers, nodes=node_map, info=info)
+
+
+@dataclass
+class _BowelHit:
+    """The voxels near the rectum + colon tube: flat indices, nearest sample ``k``, distance ``rho`` and angle
+    ``theta`` around the centre line, and which of them are mesorectal fat."""
+
+    flat: np.ndarray
+    k: np.ndarray
+    rho: np.ndarray
+    theta: np.ndarray
+    meso: np.ndarray
+
+
+def _paint_bowel(c: _Canvas, anat: Anatomy, field: np.ndarray, label: np.ndarray,
+                 layers: np.ndarray) -> _BowelHit | None:
+    """Rectum + colon with the mesorectum: wall layers, lumen contents, the rectum label and the wall-layer map.
+    None when the tube misses the grid."""
+    bowel = anat.bowel
+    flat, k, rho, theta = bowel.tube.query(c.grid, bowel.reach())
+    if not flat.size:
+        return None
+    r_o = bowel.r_out(k, theta)
+    r_mi = r_o - bowel.w_mus[k]
+    r_in = r_mi - bowel.w_muc[k]
+    m = bowel.meso(k, theta)
+    s = bowel.s[k]
+    rect = bowel.is_rectum(k)
+    has_meso = m > 0.3
+    fascia = has_meso & (rho >= r_o + m) & (rho < r_o + m + 1.0)
+    meso = has_meso & (rho >= r_o) & (rho < r_o + m)
+    musc = (rho >= r_mi) & (rho < r_o)
+    muc = (rho >= r_in) & (rho < r_mi)
+    lumen = rho < r_in
+    colon_org = np.where(s >= 0, ORGAN_IDS["colon"], 0).astype(np.uint8)
+    c.paint_flat(flat[fascia], Tissue.FASCIA, 0)
+    c.paint_flat(flat[meso], Tissue.MESO_FAT, 0)
+    c.paint_flat(flat[musc], Tissue.MUSCULARIS, colon_org[musc])
+    c.paint_flat(flat[muc], Tissue.MUCOSA, colon_org[muc])
+    tex = field.reshape(-1)[flat]
+    rect_lumen = lumen & (s <= bowel.rectum_length + 10)
+    if anat.lumen == "gas":
+        c.paint_flat(flat[rect_lumen], Tissue.GAS, colon_org[rect_lumen])
+    else:
+        c.paint_flat(flat[rect_lumen], Tissue.LUMEN_FLUID, colon_org[rect_lumen])
+    col_lumen = lumen & ~rect_lumen
+    gas = col_lumen & (tex > 0.2)
+    c.paint_flat(flat[col_lumen & ~gas], Tissue.FAECES, colon_org[col_lumen & ~gas])
+    c.paint_flat(flat[gas], Tissue.GAS, colon_org[gas])
+    lab = label.reshape(-1)
+    lay = layers.reshape(-1)
+    lab[flat[rect & (rho < r_o)]] = RECTUM
+    lay[flat[rect & muc]] = MUCOSA
+    lay[flat[rect & musc]] = MUSCULARIS
+    lay[flat[meso]] = MESORECTUM
+    return _BowelHit(flat, k, rho, theta, meso)
+
+
+def _paint_node(c: _Canvas, node: Node, i: int, layers: np.ndarray, node_map: np.ndarray) -> int:
+    """Paint lymph node ``i`` inside the mesorectal fat only; its number of voxels (a node smaller than a voxel keeps
+    the free mesorectal voxel nearest its centre, when that centre is in the grid)."""
+    grid = c.grid
+    solid = node.solid()
+    box = grid.box(*solid.bounds())
+    n_vox = 0
+    if box is not None:
+        d = solid.depth(*grid.coords(box))
+        ok = (d > 0) & (layers[box] == MESORECTUM)
+        node_map[box][ok] = i
+        c.tissue[box][ok] = Tissue.NODE
+        c.organs[box][ok] = 0
+        n_vox = int(ok.sum())
+    inside = np.all((grid.index_of(node.center) > -0.5) & (grid.index_of(node.center) < np.asarray(grid.shape) - 0.5))
+    if n_vox == 0 and inside:
+        pick = _nearest_free_mesorectal_voxel(grid, node, solid, layers, node_map)
+        if pick is not None:
+            node_map[pick] = i
+            c.tissue[pick] = Tissue.NODE
+            c.organs[pick] = 0
+            n_vox = 1
+    return n_vox
+
+
+def _nearest_free_mesorectal_voxel(grid: Grid, node: Node, solid, layers: np.ndarray,
+                                   node_map: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the mesorectal voxel without a node nearest ``node``'s centre, within one voxel of its box."""
+    lo, hi = solid.bounds()
+    near = grid.box(lo, hi, margin=float(max(grid.spacing)))
+    if near is None:
+        return None
+    cand = (layers[near] == MESORECTUM) & (node_map[near] == 0)
+    if not cand.any():
+        return None
+    z, y, x = grid.coords(near)
+    cz, cy, cx = node.center.astype(np.float32)
+    dist = np.where(cand, (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2, np.inf)
+    pick = np.unravel_index(int(np.argmin(dist)), dist.shape)
+    return tuple(sl.start + p for sl, p in zip(near, pick))
+
+
+def _paint_tumour(c: _Canvas, bowel, tumour: Tumour, hit: _BowelHit, label: np.ndarray,
+                  node_map: np.ndarray) -> dict:
+    """Paint the tumour over wall, mesorectum and nodes; a T3 front thinner than a voxel is deepened (``tumour``'s
+    extramural depth ×1.4 per try, six tries at most) until it reaches a mesorectal voxel.  Returns its voxel counts."""
+    flat, meso = hit.flat, hit.meso
+    for _ in range(6):
+        mask, inner, outer = tumour.extent(bowel, hit.k, hit.theta)
+        tum = mask & (hit.rho >= inner) & (hit.rho < outer)
+        extramural = int((tum & meso).sum())
+        if tumour.t_stage == "T2" or extramural > 0 or not tum.any():
+            break
+        tumour.extramural_depth *= 1.4  # T3 front thinner than a voxel here: deepen it
+    c.paint_flat(flat[tum], Tissue.TUMOUR, ORGAN_IDS["colon"])
+    label.reshape(-1)[flat[tum]] = TUMOUR
+    node_map.reshape(-1)[flat[tum]] = 0
+    return {"tumour_voxels": int(tum.sum()), "extramural_voxels": extramural}

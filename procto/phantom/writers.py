@@ -8,9 +8,11 @@
 * ``"care"`` — CARE / U-SAM 2D slices, as U-SAM's ``RectumDataloader`` reads them: ``{split}/{split}_npz/
   {case}_{slice:03d}.npz`` with ``image`` (224×224, min–max normalised axial slice) and ``label`` (224×224, 0/1/2),
   both stored transposed (display ``image.T``) and float64 like the real CARE files, one file per axial slice that
-  contains rectum or tumour; ``{split}/{split}_bbox.csv`` lists the slices with their ``[x1, y1, x2, y2]`` box.
-  CT slices are clipped to a soft-tissue/bone window (:data:`CARE_CT_WINDOW`) before normalisation; MRI slices are
-  axial reformats of the sagittal volume (clipped to its 0.5–99.5 percentiles), resized to 224×224 like CT slices.
+  contains rectum or tumour; ``{split}/{split}_bbox.csv`` lists the slices with their ``[x1, y1, x2, y2]`` box and
+  ``{split}/{split}_cases.json`` the case geometries.  Written by procto's one CARE slice writer
+  (:func:`procto.preprocess.care.volume_to_care_slices` + :func:`~procto.preprocess.care.write_care_split`): CT
+  slices in the authors' window (−125 … 275 HU), cubic resize; MRI slices are axial reformats of the sagittal volume
+  windowed to its 0.5–99.5 percentiles.
 * ``"nifti"`` — plain folders ``images/``, ``labels/``, ``nodes/``, ``organs/``, ``layers/`` of ``{case}.nii.gz``.
 
 Every layout also gets ``stages.csv`` (case → split, T stage, N category, node count, ...) and ``phantom.json`` (how
@@ -21,28 +23,24 @@ files are written to a temporary file and renamed into place, too.
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from procto.errors import InputError
+from procto.io.atomic import write_csv, write_text_atomic
 from procto.io.image import write_image
 from procto.io.volume import Volume
 from procto.phantom.case import PhantomCase, cohort_plan, make_case
 from procto.phantom.labels import LABELS
 
+if TYPE_CHECKING:
+    from procto.preprocess.care import CareSlices
+
 LAYOUTS = ("nnunet", "care", "nifti")
-#: CARE slice size and dtypes (as in the real CARE npz files).
-CARE_SIZE = 224
-CARE_DTYPE = np.float64
-#: CT window (HU) clipped before min–max normalisation of CARE slices.
-CARE_CT_WINDOW = (-400.0, 600.0)
 STAGE_COLUMNS = ("case_id", "split", "modality", "seed", "t_stage", "n_category", "n_nodes", "tumour_length_mm",
                  "circumference_deg", "extramural_depth_mm", "max_node_short_axis_mm")
 
@@ -50,32 +48,15 @@ Progress = bool | Callable[[int, int, str], None]
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_stages_csv(rows: list[dict], path: str | Path) -> None:
-    """Write the case → stage table (columns :data:`STAGE_COLUMNS`, extra keys appended)."""
+    """Write the cohort table (columns :data:`STAGE_COLUMNS`, extra keys appended), atomically."""
     columns = list(STAGE_COLUMNS) + sorted({k for r in rows for k in r} - set(STAGE_COLUMNS))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: r.get(k, "") for k in columns})
-    _atomic_write(Path(path), buf.getvalue().encode())
+    write_csv(path, rows, columns)
 
 
-def read_stages_csv(path: str | Path) -> list[dict]:
-    """Read ``stages.csv`` back (``n_nodes`` and ``seed`` as int, the other numeric columns as float)."""
+def read_cohort_table(path: str | Path) -> list[dict]:
+    """Read a phantom cohort's ``stages.csv`` back as typed rows (``n_nodes`` and ``seed`` as int, the other numeric
+    columns as float).  For just case → T stage use :func:`procto.preprocess.staging_data.read_stages_csv`."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -89,7 +70,7 @@ def read_stages_csv(path: str | Path) -> list[dict]:
 
 
 def _write_json(obj, path: Path) -> None:
-    _atomic_write(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def canonical_axial(volume: Volume) -> np.ndarray:
@@ -106,31 +87,29 @@ def canonical_axial(volume: Volume) -> np.ndarray:
     return arr
 
 
-def care_slices(case: PhantomCase, size: int = CARE_SIZE, ct_window=CARE_CT_WINDOW):
-    """The CARE-style 2D slices of a case: (slice index, image, label) for every axial slice containing rectum or
-    tumour; ``image`` and ``label`` are ``size``×``size`` float64, stored transposed like the CARE files."""
-    img = canonical_axial(case.image).astype(np.float64)
-    lab = canonical_axial(case.label)
-    if case.modality == "ct":
-        lo, hi = ct_window
-    else:
-        lo, hi = np.percentile(img, [0.5, 99.5])
-    img = np.clip(img, lo, hi)
-    out = []
-    for k in np.flatnonzero(lab.reshape(lab.shape[0], -1).max(1) > 0):
-        sl, lb = img[k], lab[k]
-        zoom = (size / sl.shape[0], size / sl.shape[1])
-        sl = ndi.zoom(sl, zoom, order=1, grid_mode=True, mode="nearest")
-        lb = ndi.zoom(lb, zoom, order=0, grid_mode=True, mode="nearest")
-        mn, mx = float(sl.min()), float(sl.max())
-        sl = (sl - mn) / (mx - mn) if mx > mn else np.zeros_like(sl)
-        out.append((int(k), sl.T.astype(CARE_DTYPE), lb.T.astype(CARE_DTYPE)))
-    return out
+def canonical_volume(volume: Volume) -> Volume:
+    """:func:`canonical_axial` with its geometry: the reoriented array as a :class:`Volume` (identity direction,
+    spacing and origin of the reoriented axes), so that slices cut from it keep their true pixel size."""
+    arr = canonical_axial(volume)
+    d = np.round(np.asarray(volume.direction))
+    axes = [int(np.flatnonzero(d[c])[0]) for c in range(3)]
+    corner = [volume.shape[axes[c]] - 1 if d[c, axes[c]] < 0 else 0 for c in range(3)]
+    start = [0, 0, 0]
+    for c in range(3):
+        start[axes[c]] = corner[c]
+    return Volume(arr, tuple(volume.spacing[a] for a in axes), tuple(volume.index_to_physical(start)), np.eye(3),
+                  dict(volume.meta))
 
 
-def _bbox(label: np.ndarray) -> list[int]:
-    ys, xs = np.where(label > 0)  # U-SAM: y = row, x = column of the stored array
-    return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+def care_slices(case: PhantomCase, size: int = 224) -> CareSlices:
+    """The CARE slices of a case (every axial slice containing rectum or tumour) made by procto's one CARE slice
+    writer (:func:`procto.preprocess.care.volume_to_care_slices`): CT in the authors' HU window, MRI windowed to the
+    volume's 0.5–99.5 percentiles; axial slices of the canonical orientation (:func:`canonical_axial`)."""
+    from procto.preprocess.care import CT_WINDOW, volume_to_care_slices  # torch is imported there: only when needed
+
+    image, label = canonical_volume(case.image), canonical_volume(case.label)
+    window = CT_WINDOW if case.modality == "ct" else tuple(float(v) for v in np.percentile(image.array, [0.5, 99.5]))
+    return volume_to_care_slices(image, label, window=window, size=size, case_id=case.case_id)
 
 
 class _Progress:
@@ -182,16 +161,12 @@ def _write_nifti_case(case: PhantomCase, root: Path) -> None:
         write_image(getattr(case, name), root / folder / f"{case.case_id}.nii.gz")
 
 
-def _write_care_case(case: PhantomCase, root: Path, split: str, bbox_rows: dict) -> int:
-    n = 0
-    for k, image, label in care_slices(case):
-        name = f"{case.case_id}_{k:03d}"
-        buf = io.BytesIO()
-        np.savez_compressed(buf, image=image, label=label)
-        _atomic_write(root / split / f"{split}_npz" / f"{name}.npz", buf.getvalue())
-        bbox_rows.setdefault(split, []).append((name, _bbox(label)))
-        n += 1
-    return n
+def _write_care_case(case: PhantomCase, root: Path, split: str) -> int:
+    from procto.preprocess.care import write_care_split
+
+    slices = care_slices(case)
+    write_care_split(root / split, split, [slices])
+    return len(slices)
 
 
 def nnunet_dataset_json(modality: str, num_training: int, name: str, extra: dict | None = None) -> dict:
@@ -255,7 +230,6 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
 
     plan = cohort_plan(n + n_test, modality, seed, t_stage=t_stage, n_nodes=n_nodes)
     rows: list[dict] = []
-    bbox_rows: dict[str, list] = {}
     with _Progress(progress, len(plan), f"phantoms ({modality}, {layout})") as bar:
         for i, entry in enumerate(plan):
             split = "train" if i < n else "test"
@@ -267,7 +241,7 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
             elif layout == "nifti":
                 _write_nifti_case(case, root)
             else:
-                row["n_slices"] = _write_care_case(case, root, split, bbox_rows)
+                row["n_slices"] = _write_care_case(case, root, split)
             rows.append(row)
             bar.step(case.case_id)
 
@@ -276,14 +250,6 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}}
     if layout == "nnunet":
         _write_json(nnunet_dataset_json(modality, n, name), root / "dataset.json")
-    if layout == "care":
-        for split, items in bbox_rows.items():
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["filename", "bbox"])
-            for fname, box in items:
-                w.writerow([fname, json.dumps(box)])
-            _atomic_write(root / split / f"{split}_bbox.csv", buf.getvalue().encode())
     write_stages_csv(rows, root / "stages.csv")
     _write_json(meta, root / "phantom.json")
     return root

@@ -1,3 +1,9 @@
-"""Preprocessing between raw volumes and networks: prompts and CARE slices for U-SAM (:mod:`~procto.preprocess.prompts`,
-:mod:`~procto.preprocess.care`), N4 bias-field correction and crops for staging (:mod:`~procto.preprocess.n4`,
-:mod:`~procto.preprocess.crop`)."""
+"""Preprocessing between raw volumes and networks, shared by training and inference.
+
+* U-SAM: point/box prompts (:mod:`~procto.preprocess.prompts`) and CARE slices — the one CARE slice writer and the
+  volume-to-slice converter (:mod:`~procto.preprocess.care`).
+* Staging: N4 bias-field correction (:mod:`~procto.preprocess.n4`), crops (:mod:`~procto.preprocess.crop`), the
+  volume preparation and representative slices (:mod:`~procto.preprocess.staging`), case discovery and the stage
+  table (:mod:`~procto.preprocess.staging_data`) and the slice-consistent MONAI augmentation
+  (:mod:`~procto.preprocess.augment`).
+"""

@@ -15,9 +15,11 @@ weights and procto-made slices agree.  Label values above 2 are read as 2 (as th
 procto writes slices named ``{case}_{z:03d}.npz`` (``z`` = index of the axial slice in the (z, y, x) volume) plus
 ``{split}_cases.json`` with each case's geometry, so per-slice predictions can be put back into 3D
 (:func:`procto.infer.usam.assemble_volume`).  CT slices are made the way the CARE files look: HU window (default
-−125 … 275 HU, which reproduces the CARE intensity statistics), min–max normalisation of the window to [0, 1],
-cubic resize to 224 × 224 (whose overshoot gives CARE's −0.15 … 1.2 range), labels resized with nearest neighbour,
-rectum-containing slices only.
+−125 … 275 HU, the authors' window, which reproduces the CARE intensity statistics), min–max normalisation of the
+window to [0, 1], cubic resize to 224 × 224 (whose overshoot gives CARE's −0.15 … 1.2 range), labels resized with
+nearest neighbour, rectum-containing slices only; the files hold ``image`` and ``label`` as float64, like the real
+CARE files.  This is procto's one CARE slice writer (:func:`volume_to_care_slices` + :func:`write_care_split`): the
+converter and ``procto phantom --layout care`` (:mod:`procto.phantom.writers`) both write through it.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ import torch
 from scipy import ndimage as ndi
 
 from procto.errors import InputError
-from procto.io import Volume, atomic_output, write_text_atomic
+from procto.io import Volume, atomic_output, write_csv, write_text_atomic
 
 CARE_SIZE = 224
-#: Abdominal soft-tissue window (HU) used to make CARE-like slices (mean ≈ 0.14 like the CARE normalisation stats).
+#: The authors' abdominal soft-tissue window (HU) of CARE slices (mean ≈ 0.14 like the CARE normalisation stats).
 CT_WINDOW = (-125.0, 275.0)
+#: dtype of ``image`` and ``label`` in the CARE files (the real release stores both as float64).
+CARE_DTYPE = np.float64
 CLASSES = (1, 2)
 _NAME_RE = re.compile(r"^(?P<case>.+?)_(?P<z>\d+)$")
 
@@ -370,11 +374,12 @@ def volume_to_care_slices(image: Volume, label: Volume | None = None, *, slices:
 
 
 def iter_care_npz(slices: CareSlices) -> Iterator[tuple[str, bytes]]:
-    """``(file name, npz bytes)`` of each pair: ``{case}_{z:03d}.npz`` with ``image`` float32 and ``label`` uint8."""
+    """``(file name, npz bytes)`` of each pair: ``{case}_{z:03d}.npz`` with ``image`` and ``label`` as
+    :data:`CARE_DTYPE` (float64, like the real CARE files)."""
     for i, z in enumerate(slices.z):
         buf = io.BytesIO()
         lab = slices.labels[i] if slices.labels is not None else np.zeros(slices.images[i].shape, np.uint8)
-        np.savez_compressed(buf, image=slices.images[i], label=lab)
+        np.savez_compressed(buf, image=slices.images[i].astype(CARE_DTYPE), label=lab.astype(CARE_DTYPE))
         yield f"{slices.case_id}_{int(z):03d}.npz", buf.getvalue()
 
 
@@ -406,12 +411,7 @@ def write_care_split(root: str | Path, split: str, cases: Iterable[CareSlices]) 
                 tmp.write_bytes(data)
             rows[name[: -len(".npz")]] = _box_text(cs.labels[i] > 0) if cs.labels is not None else "[]"
         geometry[cs.case_id] = cs.geometry()
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["name", "bbox"])
-    for name in sorted(rows):
-        w.writerow([name, rows[name]])
-    write_text_atomic(csv_path, out.getvalue())
+    write_csv(csv_path, ({"name": name, "bbox": rows[name]} for name in sorted(rows)), ["name", "bbox"])
     write_text_atomic(geo_path, json.dumps(geometry, indent=1))
     return folder
 
@@ -425,6 +425,7 @@ def volumes_to_care(root: str | Path, split: str, pairs: Iterable[tuple[str, Vol
 
 __all__ = [
     "CARE_SIZE",
+    "CARE_DTYPE",
     "CT_WINDOW",
     "read_care_npz",
     "parse_slice_name",

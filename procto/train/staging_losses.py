@@ -2,7 +2,8 @@
 hard mining (eq. 3), and the joint focal + λ·supplementary objective.
 
 The task is binary (T3 = positive class 1, T2 = 0) and the networks output one logit per slice / volume, so the focal
-loss takes logits and ``p`` is the sigmoid probability of the true class (the binary form of the paper's softmax ``p``).
+loss takes logits and ``p`` is the sigmoid probability of the true class (the binary form of the paper's softmax ``p``);
+it is MONAI's :class:`monai.losses.FocalLoss` in its sigmoid form, which equals eq. 1 (a test proves it).
 
 The paper uses "the suggested hyperparameters settings from their respective original manuscripts": focal loss γ = 2
 (Lin et al.; their α = 0.25 is available but eq. 1 has no α, so the default is none), center loss λ = 0.003 (Wen et
@@ -30,6 +31,13 @@ def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _monai_focal(gamma: float, alpha: float | None):
+    from monai.losses import FocalLoss as MonaiFocalLoss
+
+    return MonaiFocalLoss(include_background=True, to_onehot_y=False, gamma=gamma, alpha=alpha, reduction="none",
+                          use_softmax=False)
+
+
 def focal_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -37,35 +45,32 @@ def focal_loss(
     alpha: float | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Binary focal loss (eq. 1) on logits: ``−α_t (1 − p_t)^γ log p_t``.
+    """Binary focal loss (eq. 1) on logits: ``−α_t (1 − p_t)^γ log p_t``, computed by MONAI's sigmoid
+    :class:`monai.losses.FocalLoss` (``tests/train/test_staging_losses.py`` proves it equal to this definition).
 
     ``p_t`` is the predicted probability of the true class (``σ(z)`` for target 1, ``1 − σ(z)`` for target 0);
     ``α_t = α`` for positives and ``1 − α`` for negatives, or 1 when ``alpha`` is ``None``.  With ``γ = 0`` and no
-    ``alpha`` this is binary cross-entropy.  ``targets`` may be soft (in [0, 1]); logits and targets share one shape.
+    ``alpha`` this is binary cross-entropy.  ``targets`` are 0/1 (T2/T3); logits and targets share one shape.
     """
-    targets = targets.to(logits.dtype)
-    if targets.shape != logits.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have the same shape")
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # −log p_t, numerically stable
-    loss = ce
-    if gamma != 0:
-        p = torch.sigmoid(logits)
-        p_t = p * targets + (1 - p) * (1 - targets)
-        loss = (1 - p_t).clamp_min(0).pow(gamma) * ce
-    if alpha is not None:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return _reduce(loss, reduction)
+    return FocalLoss(gamma, alpha, reduction)(logits, targets)
 
 
 class FocalLoss(nn.Module):
-    """Module form of :func:`focal_loss` (defaults γ = 2, no α)."""
+    """Module form of :func:`focal_loss` (defaults γ = 2, no α, mean): MONAI's sigmoid focal loss applied to the
+    logits as one channel, reduced here (MONAI's ``"sum"`` would first average over spatial axes)."""
 
     def __init__(self, gamma: float = 2.0, alpha: float | None = None, reduction: Reduction = "mean"):
         super().__init__()
         self.gamma, self.alpha, self.reduction = gamma, alpha, reduction
+        self.loss = _monai_focal(gamma, alpha)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return focal_loss(logits, targets, self.gamma, self.alpha, self.reduction)
+        targets = targets.to(logits.dtype)
+        if targets.shape != logits.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have the same "
+                             "shape")
+        per_element = self.loss(logits.reshape(-1, 1), targets.reshape(-1, 1)).reshape(logits.shape)
+        return _reduce(per_element, self.reduction)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}"

@@ -12,7 +12,7 @@ Recipe (kanydao/U-SAM ``u-sam.py``; ``../shared/spec/usam.md``):
   the authors' optional warm-up (half an epoch, linear).
 * **gradient clipping** at max-norm 0.1 (the authors' ``--clip_max_norm`` default).
 * **loss** 0.4 · cross-entropy + 0.6 · softmax Dice loss (V-Net form 1 − (2Σpt + ε)/(Σp² + Σt² + ε) per class over
-  the batch, averaged over all classes including background, ε = 1e-5).
+  the batch, averaged over all classes including background, ε = 1e-5) — MONAI's ``DiceCELoss`` with those options.
 * **augmentation**: random 90° rotation + flip (p = 0.5), otherwise random rotation −20 … 20° (p = 0.25).
 * **batch 24, 100 epochs**, 224 × 224 input; slices without foreground are skipped, as in the authors' loader.
 * **prompts** sampled afresh for every batch from the (augmented) reference per the prompt mode: ``none``,
@@ -23,20 +23,17 @@ Recipe (kanydao/U-SAM ``u-sam.py``; ``../shared/spec/usam.md``):
   code; ``point_labels="class"`` (procto's option) gives normal-rectum points SAM's label 0 and tumour points label 1,
   so the model can tell which class a click is on (the decoder's prompt tokens carry no order).
 
-Outputs in ``out_dir``: ``last.pt`` (model, optimiser, epoch, iteration — for ``resume``; every epoch's randomness
-depends on (seed, epoch) only, so a resumed run continues as the uninterrupted one would), ``model.pt`` (weights +
-model description, what ``procto predict usam`` loads), ``best.pt`` when a validation split is given, ``log.csv``
-(one row per epoch) and ``config.json``.
+The loop is procto's training engine (:mod:`procto.train.engine`); this module is U-SAM's task for it.  Outputs in
+``out_dir``: ``last.pt`` (model, optimiser, epoch, iteration — for ``resume``; every epoch's randomness depends on
+(seed, epoch) only, so a resumed run continues as the uninterrupted one would), ``model.pt`` (weights + model
+description, what ``procto predict usam`` loads through :func:`procto.infer.usam.load_model`), ``best.pt`` when a
+validation split is given, ``log.csv`` (one row per epoch) and ``config.json``; checkpoints in procto's one format
+(:mod:`procto.nets.checkpoint`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,12 +41,12 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from procto.errors import InputError
+from procto.train.engine import Engine, EpochStats, LoopConfig, StepOutput, TrainTask, epoch_seed
+from procto.train.schedules import poly_factor
 
-CHECKPOINT_FORMAT = "procto.usam"
-CHECKPOINT_VERSION = 1
+TASK = "usam"
 VARIANTS = ("usam_b", "usam_b_lora", "sam_b", "sam_b_lora", "usam_l", "usam_h", "sam_l", "sam_h")
 #: ``prompt="mixed"``: each batch draws its prompt mode and its points per class from these.
 MIXED_MODES = ("none", "points", "boxes")
@@ -90,13 +87,17 @@ class USamTrainConfig:
     val_every: int = 1
     max_steps: int | None = None  # stop early after this many iterations (smoke tests)
     threads: int | None = None  # torch.set_num_threads
+    amp: bool = False  # mixed precision (CUDA only)
 
     def check(self) -> "USamTrainConfig":
+        from procto.nets import list_models
         from procto.preprocess.prompts import BOX_MODES, POINT_LABEL_MODES, check_prompt_mode
 
+        if self.variant not in list_models("*sam*"):
+            raise InputError(f"unknown U-SAM/SAM variant {self.variant!r}; choose one of "
+                             f"{', '.join(list_models('*sam_*'))}")
         if self.point_labels not in POINT_LABEL_MODES:
             raise InputError(f"point labels must be one of {', '.join(POINT_LABEL_MODES)}, got {self.point_labels!r}")
-
         self.prompt = str(self.prompt).lower()
         if self.prompt != "mixed":
             check_prompt_mode(self.prompt)
@@ -111,6 +112,10 @@ class USamTrainConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise InputError(f"max_steps must be >= 1, got {self.max_steps}")
         return self
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(epochs=self.epochs, seed=self.seed, device=self.device, clip_max_norm=self.clip_max_norm,
+                          amp=self.amp, max_steps=self.max_steps, threads=self.threads)
 
 
 # ------------------------------------------------------------------------------------------------------ recipe
@@ -134,112 +139,29 @@ def usam_param_groups(model: nn.Module, lr: float = 1e-3, lr_vit: float = 1e-4, 
             for k, v in groups.items()]
 
 
-def poly_factor(iteration: int, max_iterations: int, power: float = 0.9, warmup_iterations: int = 0) -> float:
-    """Learning-rate factor at ``iteration`` (0-based): ``(1 − it/max_it)^power``; with warm-up, the authors'
-    ``min((1 − (it − w)/max_it)^power, it / w)``."""
-    max_iterations = max(1, int(max_iterations))
-    if warmup_iterations > 0:
-        base = max(0.0, 1.0 - (iteration - warmup_iterations) / max_iterations)
-        return min(base ** power, iteration / warmup_iterations) if base > 0 else 0.0
-    return max(0.0, 1.0 - iteration / max_iterations) ** power
-
-
 class USamLoss(nn.Module):
     """``ce_weight · CE + dice_weight · softmax Dice loss`` (the authors' 0.4 / 0.6; Dice in V-Net form per class
-    over the batch, averaged over all ``num_classes`` classes including background)."""
+    over the batch, averaged over all ``num_classes`` classes including background): MONAI's ``DiceCELoss`` (softmax,
+    one-hot target, squared prediction, batch Dice, background included, smoothing 1e-5), which returns the sum
+    only — the parts come from its own Dice and CE terms, combined with its weights exactly as its ``forward`` does."""
 
     def __init__(self, num_classes: int = 3, ce_weight: float = 0.4, dice_weight: float = 0.6, smooth: float = 1e-5):
         super().__init__()
-        self.num_classes = int(num_classes)
-        self.ce_weight = float(ce_weight)
-        self.dice_weight = float(dice_weight)
-        self.smooth = float(smooth)
+        from monai.losses import DiceCELoss
 
-    def dice_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        prob = torch.softmax(logits.float(), dim=1)
-        onehot = F.one_hot(target.long(), self.num_classes).permute(0, 3, 1, 2).float()
-        dims = (0, 2, 3)
-        inter = (prob * onehot).sum(dims)
-        den = (prob * prob).sum(dims) + (onehot * onehot).sum(dims)
-        return (1.0 - (2 * inter + self.smooth) / (den + self.smooth)).mean()
+        self.num_classes = int(num_classes)
+        self.loss = DiceCELoss(include_background=True, to_onehot_y=True, softmax=True, squared_pred=True,
+                               batch=True, smooth_nr=float(smooth), smooth_dr=float(smooth),
+                               lambda_ce=float(ce_weight), lambda_dice=float(dice_weight))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(logits.float(), target.long())
-        dl = self.dice_loss(logits, target)
-        return {"loss": self.ce_weight * ce + self.dice_weight * dl, "loss_ce": ce, "loss_dice": dl}
+        logits, target = logits.float(), target.long()[:, None]
+        dl = self.loss.dice(logits, target)
+        ce = self.loss.ce(logits, target)
+        return {"loss": self.loss.lambda_dice * dl + self.loss.lambda_ce * ce, "loss_ce": ce, "loss_dice": dl}
 
 
-# ------------------------------------------------------------------------------------------------------ checkpoints
-def build_model(variant: str, model_kwargs: dict | None = None) -> nn.Module:
-    """``procto.nets.create_model(variant, **model_kwargs)`` with a one-line error for unknown variants."""
-    from procto.nets import create_model, list_models
-
-    if variant not in list_models("*sam*"):
-        raise InputError(f"unknown U-SAM/SAM variant {variant!r}; choose one of {', '.join(list_models('*sam_*'))}")
-    try:
-        return create_model(variant, **(model_kwargs or {}))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"cannot build {variant} with {model_kwargs}: {exc}") from None
-
-
-def _torch_save_atomic(obj, path: Path) -> None:
-    from procto.io import atomic_output
-
-    with atomic_output(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
-
-
-def model_record(model: nn.Module, config: USamTrainConfig, data_info: dict | None = None) -> dict:
-    """What ``procto predict usam`` needs besides the weights."""
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "variant": config.variant,
-            "model_kwargs": dict(config.model_kwargs), "img_size": int(model.img_size),
-            "num_classes": int(model.num_classes), "prompt": config.prompt,
-            "points_per_class": int(config.points_per_class), "box_mode": config.box_mode,
-            "point_labels": config.point_labels,
-            "data": dict(data_info or {})}
-
-
-def save_model(path: str | Path, model: nn.Module, config: USamTrainConfig, data_info: dict | None = None,
-               extra: dict | None = None) -> Path:
-    """Write the weights and their description (:func:`model_record`) atomically."""
-    path = Path(path)
-    rec = model_record(model, config, data_info)
-    rec["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    rec.update(extra or {})
-    _torch_save_atomic(rec, path)
-    return path
-
-
-def load_model(path: str | Path, device="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model saved by :func:`save_model` (or a training ``last.pt``); returns ``(model in eval mode,
-    record without the tensors)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("model checkpoint not found", path)
-    try:
-        rec = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupt or not a torch file
-        raise InputError(f"not a readable model checkpoint ({exc.__class__.__name__}: {exc})", path) from None
-    if not isinstance(rec, dict) or rec.get("format") != CHECKPOINT_FORMAT:
-        raise InputError("not a procto U-SAM checkpoint (train one with `procto train usam`)", path)
-    model = build_model(rec["variant"], rec.get("model_kwargs"))
-    try:
-        model.load_state_dict(rec["state_dict"])
-    except RuntimeError as exc:
-        raise InputError(f"weights do not fit {rec['variant']}: {str(exc).splitlines()[0]}", path) from None
-    model.to(device).eval()
-    info = {k: v for k, v in rec.items() if k not in ("state_dict", "optimizer", "rng")}
-    model.procto_prompt_info = prompt_info(info)
-    return model, info
-
-
-def prompt_info(record: dict) -> dict:
-    """How a model was prompted in training (kept on loaded models as ``model.procto_prompt_info``)."""
-    return {"prompt": record.get("prompt", "none"), "points_per_class": int(record.get("points_per_class", 3)),
-            "box_mode": record.get("box_mode", "union"), "point_labels": record.get("point_labels", "positive")}
-
-
-# ------------------------------------------------------------------------------------------------------ training
+# ------------------------------------------------------------------------------------------------------ the task
 @dataclass
 class USamTrainResult:
     out_dir: Path
@@ -259,37 +181,145 @@ def _collate(items: list[dict]) -> dict:
 
 def _data_info(dataset) -> dict:
     """How the training slices were made (HU window, orientation), so that volume inference prepares slices alike:
-    from ``{split}_cases.json`` (procto's converter), from ``phantom.json`` (``procto phantom --layout care``, whose
-    writer uses its own CT window), else procto's CARE default."""
+    from ``{split}_cases.json`` (procto's one CARE writer: the converter and ``procto phantom --layout care``), else
+    procto's CARE default."""
     from procto.preprocess.care import CT_WINDOW
 
     geo = next(iter(dataset.geometry.values()), {}) if getattr(dataset, "geometry", None) else {}
-    window = geo.get("window")
-    if window is None:
-        for parent in list(dataset.folder.parents)[:3]:
-            meta = parent / "phantom.json"
-            if meta.is_file():
-                try:
-                    if json.loads(meta.read_text()).get("modality") == "ct":
-                        from procto.phantom.writers import CARE_CT_WINDOW
-
-                        window = CARE_CT_WINDOW
-                except (ValueError, ImportError):
-                    pass
-                break
-    return {"window": list(window or CT_WINDOW), "transpose": bool(geo.get("transpose", True)),
+    return {"window": list(geo.get("window") or CT_WINDOW), "transpose": bool(geo.get("transpose", True)),
             "size": int(geo.get("size", 224)), "slices": len(dataset), "cases": len(dataset.cases)}
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    from procto.io import write_text_atomic
+def _validation_setting(config: USamTrainConfig) -> str:
+    k = config.points_per_class
+    return {"none": "none", "boxes": "boxes", "points": f"points{k}", "both": f"both{k}", "mixed": f"points{k}"}[
+        config.prompt]
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(LOG_FIELDS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in LOG_FIELDS})
-    write_text_atomic(path, buf.getvalue())
+
+class USamTask(TrainTask):
+    """U-SAM / SAM on CARE slices for the :class:`~procto.train.engine.Engine` (the authors' recipe)."""
+
+    name, title = TASK, "U-SAM"
+    log_fields, log_float_format = list(LOG_FIELDS), ".6g"
+
+    def __init__(self, data: str | Path, config: USamTrainConfig) -> None:
+        from procto.preprocess.care import find_care_split
+
+        find_care_split(data, config.train_split)  # a missing data folder is reported before anything is built
+        self.data, self.config = data, config
+        kwargs = dict(config.model_kwargs)
+        if config.img_size is not None:
+            kwargs["img_size"] = int(config.img_size)
+        config.model_kwargs = kwargs
+        self.model_name, self.model_kwargs = config.variant, kwargs
+        self.best: float | None = None
+        self.rng = np.random.default_rng(config.seed)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    def prepare(self, model, device, resume: bool, log: Callable[[str], None]) -> None:
+        from procto.preprocess.care import CareDataset
+
+        cfg = self.config
+        if cfg.sam_checkpoint and not resume:
+            from procto.nets.sam_checkpoint import load_sam_checkpoint
+
+            try:
+                report = load_sam_checkpoint(model, cfg.sam_checkpoint)
+            except (ValueError, KeyError) as exc:
+                raise InputError(f"cannot load into {cfg.variant}: {exc}", cfg.sam_checkpoint) from None
+            log(report.summary())
+        self.device, self.img_size, self.num_classes = device, int(model.img_size), int(model.num_classes)
+        self.train_set = CareDataset(self.data, cfg.train_split, img_size=model.img_size, augment=cfg.augment,
+                                     skip_empty=True, seed=cfg.seed)
+        self.val_set = (CareDataset(self.data, cfg.val_split, img_size=model.img_size, skip_empty=False)
+                        if cfg.val_split else None)
+        n_batches = len(self.train_set) // cfg.batch_size
+        self.n_batches = max(1, n_batches)
+        self.loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=n_batches > 0,
+            num_workers=cfg.num_workers, collate_fn=_collate, generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=cfg.num_workers > 0)
+        self.warmup_iterations = max(1, self.n_batches // 2) if cfg.warmup else 0
+        self.criterion = USamLoss(self.num_classes, cfg.ce_weight, cfg.dice_weight)
+        self.data_info = _data_info(self.train_set)
+
+    def record_extra(self) -> dict:
+        return {"img_size": self.img_size, "num_classes": self.num_classes, "data": self.data_info}
+
+    def param_groups(self, model) -> list[dict]:
+        c = self.config
+        return usam_param_groups(model, c.lr, c.lr_vit, c.lr_backbone, c.weight_decay)
+
+    def optimizer(self, groups: list[dict]):
+        return torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def steps_per_epoch(self) -> int:
+        return self.n_batches
+
+    def lr_factor(self, step: int, total: int) -> float:
+        return poly_factor(step, total, self.config.poly_power, self.warmup_iterations)
+
+    def check_resume(self, record: dict, path: Path) -> None:
+        if record.get("model") != self.model_name or record.get("model_kwargs") != self.model_kwargs:
+            raise InputError(f"last.pt is a {record.get('model')} {record.get('model_kwargs')}, not "
+                             f"{self.model_name} {self.model_kwargs}", path)
+
+    def start_epoch(self, model, epoch: int) -> None:
+        # every epoch's randomness (order, augmentation, prompts) depends only on (seed, epoch)
+        self.loader.generator.manual_seed(epoch_seed(self.config.seed, epoch))
+        self.rng = np.random.default_rng([self.config.seed, epoch])
+
+    def batches(self, epoch: int):
+        return self.loader
+
+    def step(self, model, batch, epoch: int) -> StepOutput:
+        from procto.preprocess.prompts import batch_prompts
+
+        cfg = self.config
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        mode, k = cfg.prompt, cfg.points_per_class
+        if mode == "mixed":  # procto's extension: one model for every Table 4 setting
+            mode = MIXED_MODES[int(self.rng.integers(len(MIXED_MODES)))]
+            k = MIXED_POINTS[int(self.rng.integers(len(MIXED_POINTS)))]
+        prompts = batch_prompts(batch["label"], mode, k, seed=self.rng, training=True, box_mode=cfg.box_mode,
+                                point_label_mode=cfg.point_labels)
+        prompts = {key: torch.as_tensor(v, device=self.device) for key, v in prompts.items()}
+        losses = self.criterion(model(images, **prompts), labels)
+        return StepOutput(losses["loss"], {key: float(v.detach()) for key, v in losses.items()})
+
+    def log_row(self, stats: EpochStats) -> dict:
+        means = {k: stats.means.get(k, 0.0) for k in ("loss", "loss_ce", "loss_dice")}
+        return {"epoch": stats.epoch, "iteration": stats.iteration, **means, "lr": stats.lrs.get("decoder", math.nan),
+                "lr_vit": stats.lrs.get("vit", math.nan), "lr_backbone": stats.lrs.get("backbone", math.nan),
+                "seconds": stats.elapsed, "val_mean_dice": ""}
+
+    def end_epoch(self, model, stats: EpochStats, row: dict, engine: Engine) -> None:
+        cfg = self.config
+        if self.val_set is None or not ((stats.epoch + 1) % cfg.val_every == 0 or stats.last):
+            return
+        from procto.infer.usam_eval import evaluate_usam
+
+        setting = _validation_setting(cfg)
+        ev = evaluate_usam(model, self.val_set, [setting], batch_size=cfg.batch_size, seed=cfg.seed,
+                           device=self.device, box_mode=cfg.box_mode, point_label_mode=cfg.point_labels)
+        row["val_mean_dice"] = ev.mean_dice(setting)
+        if self.best is None or row["val_mean_dice"] > self.best:
+            self.best = row["val_mean_dice"]
+            engine.save("best.pt", extra={"best_epoch": stats.epoch, "val_mean_dice": self.best})
+
+    def epoch_message(self, row: dict) -> str:
+        val = f", val mean Dice {row['val_mean_dice']:.4f}" if row["val_mean_dice"] != "" else ""
+        return (f"epoch {row['epoch'] + 1}/{self.config.epochs}: loss {row['loss']:.4f} (ce {row['loss_ce']:.4f}, "
+                f"dice {row['loss_dice']:.4f})" + val)
+
+    def state_dict(self) -> dict:
+        return {"best_val_dice": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state.get("best_val_dice")
 
 
 def train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | None = None, *,
@@ -303,166 +333,19 @@ def train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | 
         progress: ``progress(iteration, total_iterations, info)`` after every iteration.
         log: receives one-line messages (checkpoint report, epoch summaries).
     """
-    from procto.util import torch_threads
-
     config = (config or USamTrainConfig()).check()
-    with torch_threads(config.threads):  # config.threads applies to this run only
-        return _train_usam(data, out_dir, config, resume=resume, progress=progress, log=log)
-
-
-def _train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig, *, resume: bool,
-                progress: Callable[[int, int, dict], None] | None,
-                log: Callable[[str], None] | None) -> USamTrainResult:
-    from procto.preprocess.care import CareDataset
-    from procto.preprocess.prompts import batch_prompts
-    from procto.train.usam_eval import evaluate_usam
-
-    say = log or (lambda _msg: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
-
-    model_kwargs = dict(config.model_kwargs)
-    if config.img_size is not None:
-        model_kwargs["img_size"] = int(config.img_size)
-    config.model_kwargs = model_kwargs
-    model = build_model(config.variant, model_kwargs)
-    model.procto_prompt_info = prompt_info(asdict(config))
-    if config.sam_checkpoint and not resume:
-        from procto.nets.sam_checkpoint import load_sam_checkpoint
-
-        try:
-            report = load_sam_checkpoint(model, config.sam_checkpoint)
-        except (ValueError, KeyError) as exc:
-            raise InputError(f"cannot load into {config.variant}: {exc}", config.sam_checkpoint) from None
-        say(report.summary())
-    model.to(device)
-
-    train_set = CareDataset(data, config.train_split, img_size=model.img_size, augment=config.augment,
-                            skip_empty=True, seed=config.seed)
-    val_set = None
-    if config.val_split:
-        val_set = CareDataset(data, config.val_split, img_size=model.img_size, skip_empty=False)
-    n_batches = len(train_set) // config.batch_size
-    drop_last = n_batches > 0
-    n_batches = max(1, n_batches)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
-                                         num_workers=config.num_workers, collate_fn=_collate,
-                                         generator=torch.Generator().manual_seed(config.seed),
-                                         persistent_workers=config.num_workers > 0)
-    max_iter = config.epochs * n_batches
-    warmup_iter = max(1, n_batches // 2) if config.warmup else 0
-    groups = usam_param_groups(model, config.lr, config.lr_vit, config.lr_backbone, config.weight_decay)
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay)
-    trainable = [p for g in groups for p in g["params"]]
-    criterion = USamLoss(model.num_classes, config.ce_weight, config.dice_weight)
-
-    start_epoch, iteration, rows, best = 0, 0, [], None
-    last_path, model_path = out_dir / "last.pt", out_dir / "model.pt"
-    if resume:
-        if not last_path.is_file():
-            raise InputError("nothing to resume: no last.pt", out_dir)
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        if state.get("variant") != config.variant or state.get("model_kwargs") != model_kwargs:
-            raise InputError(f"last.pt is a {state.get('variant')} {state.get('model_kwargs')}, not "
-                             f"{config.variant} {model_kwargs}", last_path)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, iteration = int(state["epoch"]) + 1, int(state["iteration"])
-        rows = list(state.get("log", []))
-        best = state.get("best_val_dice")
-        say(f"resumed from {last_path} at epoch {start_epoch}, iteration {iteration}")
-
-    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=1, default=str))
-    data_info = _data_info(train_set)
-    total = max_iter if config.max_steps is None else min(max_iter, config.max_steps)
-    t0 = time.perf_counter()
-    epoch = start_epoch - 1
-    loss_value = math.nan
-    stop = iteration >= total
-    for epoch in range(start_epoch, config.epochs):
-        if stop:
-            break
-        model.train()
-        # every epoch's randomness (order, augmentation, prompts) depends only on (seed, epoch): resuming continues
-        # exactly as an uninterrupted run would
-        loader.generator.manual_seed(config.seed * 100003 + epoch)
-        torch.manual_seed(config.seed * 100003 + epoch)
-        rng = np.random.default_rng([config.seed, epoch])
-        sums = {"loss": 0.0, "loss_ce": 0.0, "loss_dice": 0.0}
-        n_seen = 0
-        for batch in loader:
-            factor = poly_factor(iteration, max_iter, config.poly_power, warmup_iter)
-            for g in optimizer.param_groups:
-                g["lr"] = g["initial_lr"] * factor
-            images = batch["image"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            mode, k = config.prompt, config.points_per_class
-            if mode == "mixed":  # procto's extension: one model for every Table 4 setting
-                mode = MIXED_MODES[int(rng.integers(len(MIXED_MODES)))]
-                k = MIXED_POINTS[int(rng.integers(len(MIXED_POINTS)))]
-            prompts = batch_prompts(batch["label"], mode, k, seed=rng, training=True, box_mode=config.box_mode,
-                                    point_label_mode=config.point_labels)
-            prompts = {k: torch.as_tensor(v, device=device) for k, v in prompts.items()}
-            logits = model(images, **prompts)
-            losses = criterion(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if config.clip_max_norm and config.clip_max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, config.clip_max_norm)
-            optimizer.step()
-            iteration += 1
-            n_seen += 1
-            for k in sums:
-                sums[k] += float(losses[k].detach())
-            loss_value = float(losses["loss"].detach())
-            if progress is not None:
-                progress(iteration, total, {"epoch": epoch, "loss": loss_value})
-            if iteration >= total:
-                stop = True
-                break
-        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-        row = {"epoch": epoch, "iteration": iteration, **{k: v / max(1, n_seen) for k, v in sums.items()},
-               "lr": lrs.get("decoder", math.nan), "lr_vit": lrs.get("vit", math.nan),
-               "lr_backbone": lrs.get("backbone", math.nan), "seconds": time.perf_counter() - t0,
-               "val_mean_dice": ""}
-        if val_set is not None and ((epoch + 1) % config.val_every == 0 or stop or epoch + 1 == config.epochs):
-            setting = {"none": "none", "boxes": "boxes", "points": f"points{config.points_per_class}",
-                       "both": f"both{config.points_per_class}", "mixed": f"points{config.points_per_class}"}[
-                config.prompt]
-            ev = evaluate_usam(model, val_set, [setting], batch_size=config.batch_size, seed=config.seed,
-                               device=device, box_mode=config.box_mode, point_label_mode=config.point_labels)
-            row["val_mean_dice"] = ev.mean_dice(setting)
-            if best is None or row["val_mean_dice"] > best:
-                best = row["val_mean_dice"]
-                save_model(out_dir / "best.pt", model, config, data_info, {"epoch": epoch, "val_mean_dice": best})
-        rows.append(row)
-        say(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} (ce {row['loss_ce']:.4f}, "
-            f"dice {row['loss_dice']:.4f})" + (f", val mean Dice {row['val_mean_dice']:.4f}"
-                                                if row["val_mean_dice"] != "" else ""))
-        save_model(model_path, model, config, data_info, {"epoch": epoch, "iteration": iteration})
-        state = model_record(model, config, data_info)
-        state.update({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                      "iteration": iteration, "log": rows, "best_val_dice": best})
-        _torch_save_atomic(state, last_path)
-        _write_log(out_dir / "log.csv", rows)
-    return USamTrainResult(out_dir, model_path, epoch + 1, iteration, time.perf_counter() - t0, loss_value, rows,
-                           best)
+    task = USamTask(data, config)
+    result = Engine(task, config.loop_config(), out_dir, on_step=progress, log=log).run(resume)
+    return USamTrainResult(Path(out_dir), Path(out_dir) / "model.pt", result.epochs, result.iterations,
+                           result.seconds, result.last_loss, result.history, task.best)
 
 
 __all__ = [
     "USamTrainConfig",
     "USamLoss",
+    "USamTask",
     "usam_param_groups",
     "poly_factor",
-    "build_model",
-    "model_record",
-    "save_model",
-    "load_model",
-    "prompt_info",
     "train_usam",
     "USamTrainResult",
 ]

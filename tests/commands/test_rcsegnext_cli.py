@@ -47,7 +47,7 @@ def test_help(verb):
 
 
 def test_nnunet_trainers_prints_ext_trainer_folder():
-    from procto.train.nnunet_rcsegnext import TRAINER_DIR
+    from procto.infer.nnunet_env import TRAINER_DIR
 
     result = _run(["nnunet-trainers", "--path"])
     assert result.exit_code == 0
@@ -108,7 +108,7 @@ def test_predict_bad_model_and_options_are_one_line_errors(tmp_path, fake_model)
 
 
 def test_output_names_follow_nnunet_convention(tmp_path):
-    from procto.train.nnunet import plan_outputs
+    from procto.infer.nnunet import plan_outputs
 
     nn = tmp_path / "imagesTs"
     plain = tmp_path / "plain"
@@ -122,6 +122,64 @@ def test_output_names_follow_nnunet_convention(tmp_path):
     assert plan_outputs(plain / "y.mha", tmp_path / "seg.nrrd")[0][1] == tmp_path / "seg.nrrd"
 
 
+def test_multichannel_inputs_are_grouped_and_counted(tmp_path):
+    """nnU-Net style inputs ``case_0000``, ``case_0001``, … are one case with N channels (in channel order); the count
+    is checked against the model's channels with one InputError naming the case."""
+    from procto.errors import InputError
+    from procto.infer.nnunet import plan_outputs
+
+    folder = tmp_path / "imagesTs"
+    folder.mkdir()
+    for name in ("b_0001.nii.gz", "b_0000.nii.gz", "a_0000.nii.gz", "a_0002.nii.gz", "a_0001.nii.gz",
+                 "b_0002.nii.gz"):
+        write_image(Volume(np.zeros((2, 4, 4), np.float32)), folder / name)
+    cases = plan_outputs(folder, tmp_path / "o", channels=3)
+    assert [[p.name for p in c.inputs] for c in cases] == [["a_0000.nii.gz", "a_0001.nii.gz", "a_0002.nii.gz"],
+                                                          ["b_0000.nii.gz", "b_0001.nii.gz", "b_0002.nii.gz"]]
+    assert [c.output.name for c in cases] == ["a.nii.gz", "b.nii.gz"]
+    # one file of a case brings its other channels along
+    [case] = plan_outputs(folder / "a_0001.nii.gz", tmp_path / "seg.nii.gz", channels=3)
+    assert [p.name for p in case.inputs] == ["a_0000.nii.gz", "a_0001.nii.gz", "a_0002.nii.gz"]
+    (folder / "b_0002.nii.gz").unlink()
+    with pytest.raises(InputError, match=r"case 'b' has 2 channel image\(s\).*expects 3"):
+        plan_outputs(folder, tmp_path / "o", channels=3)
+    with pytest.raises(InputError, match="expects 1"):
+        plan_outputs(folder, tmp_path / "o", channels=1)
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_refuses_output_it_cannot_write(tmp_path, fake_model):
+    """``-o out.png`` is refused (not silently made a folder); an output below a regular file is one line, exit 2;
+    nothing is created."""
+    vol = tmp_path / "case.nii.gz"
+    write_image(Volume(np.zeros((4, 8, 8), np.float32)), vol)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (tmp_path / "out.png", blocker / "seg.nii.gz", blocker / "folder"):
+        before = sorted(tmp_path.rglob("*"))
+        result = _run(["predict", "rcsegnext", "--model", str(fake_model), "-i", str(vol), "-o", str(out),
+                       "--device", "cpu"])
+        assert result.exit_code == 2, result.output
+        assert str(out) in _error_line(result)
+        assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_predict_finds_fold_all_without_fold_option(monkeypatch, tmp_path, fake_model):
+    """A model trained on fold ``all`` (what the demo trains) predicts without ``--fold all``."""
+    from procto.infer.nnunet import NNUNetPredictor
+
+    (fake_model / "fold_0").rename(fake_model / "fold_all")
+    assert NNUNetPredictor(fake_model, device="cpu").folds == ["all"]
+    monkeypatch.setattr(NNUNetPredictor, "probabilities",
+                        lambda self, v: np.stack([np.ones(v.shape), np.zeros(v.shape), np.zeros(v.shape)]))
+    vol = tmp_path / "case_0000.nii.gz"
+    write_image(Volume(np.zeros((4, 8, 8), np.float32)), vol)
+    result = _run(["predict", "rcsegnext", "--model", str(fake_model), "-i", str(vol), "-o", str(tmp_path / "seg"),
+                   "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "seg" / "case.nii.gz").same_geometry(read_image(vol))
+
+
 def test_train_rejects_a_folder_that_is_not_an_nnunet_dataset(tmp_path):
     (tmp_path / "Dataset123_X").mkdir()
     for data in (tmp_path / "nope", tmp_path, tmp_path / "Dataset123_X"):
@@ -133,7 +191,7 @@ def test_train_rejects_a_folder_that_is_not_an_nnunet_dataset(tmp_path):
 def test_resize_to_round_trip_keeps_geometry(monkeypatch, tmp_path, fake_model):
     """``--resize-to``: the image is resized before inference and the class probabilities back to the input grid;
     the output has the input's exact geometry and, for a model that reproduces its input labels, the same labels."""
-    from procto.train.nnunet import RCSegNeXtPredictor
+    from procto.infer.nnunet import RCSegNeXtPredictor
 
     rng = np.random.default_rng(0)
     labels = np.zeros((21, 64, 64), np.uint8)
@@ -161,7 +219,7 @@ def test_resize_to_round_trip_keeps_geometry(monkeypatch, tmp_path, fake_model):
         assert 2 * inter / ((out.array == k).sum() + (labels == k).sum()) > 0.85
     # and through the file API: written file keeps the input's geometry
     write_image(vol, tmp_path / "big.nii.gz")
-    from procto.train.nnunet import predict
+    from procto.infer.nnunet import predict
 
     [written] = predict(fake_model, tmp_path / "big.nii.gz", tmp_path / "seg", folds=[0], resize_to=(21, 32, 32),
                         device="cpu")
@@ -198,6 +256,8 @@ def test_train_predict_cv_end_to_end_on_mri_phantoms(tmp_path):
     result = runner.invoke(app, ["predict", "rcsegnext", "--model", str(out), "-i", str(data / "imagesTs"),
                                  "-o", str(pred_dir), "--fold", "0", "--device", "cpu", "--threads", "1"])
     assert result.exit_code == 0, result.output
+    for chatter in ("not found in nnunetv2", "perform_everything_on_device", "Searching in"):
+        assert chatter not in result.output  # nnU-Net's own messages stay out of the terminal
     t_pred = time.perf_counter() - t0 - t_train
 
     scores = []

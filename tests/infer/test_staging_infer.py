@@ -56,12 +56,21 @@ def test_predict_stage_from_checkpoint_and_model(checkpoint: Path) -> None:
     assert set(result) == {"t3_probability", "label"}
     assert 0.0 <= result["t3_probability"] <= 1.0
     assert result["label"] == ("T3" if result["t3_probability"] >= 0.5 else "T2")
-    # the same model object gives the same answer; the mask may be a plain array
+    # the same model object with its config gives the same answer; the mask may be a plain array
+    from procto.infer.staging import StagingModelConfig, load_staging_model
+
+    model, config = load_staging_model(checkpoint)
+    assert isinstance(config, StagingModelConfig) and config.size == TINY["size"] and config.depth == TINY["depth"]
+    again = predict_stage(model, image, label.array, config=config)
+    assert again["t3_probability"] == pytest.approx(result["t3_probability"], abs=1e-6)
+    # the training side loads the same model; its training config works as the model's config too
     from procto.train.staging import load_checkpoint
 
-    model, _, _ = load_checkpoint(checkpoint)
-    again = predict_stage(model, image, label.array)
-    assert again["t3_probability"] == pytest.approx(result["t3_probability"], abs=1e-6)
+    trained, train_config, _ = load_checkpoint(checkpoint)
+    for a, b in zip(model.state_dict().values(), trained.state_dict().values()):
+        assert torch.equal(a, b)
+    assert predict_stage(trained, image, label, config=train_config)["t3_probability"] == pytest.approx(
+        result["t3_probability"], abs=1e-6)
     # threshold and TTA switches
     assert predict_stage(checkpoint, image, label, threshold=0.0)["label"] == "T3"
     assert predict_stage(checkpoint, image, label, threshold=1.01)["label"] == "T2"
@@ -77,8 +86,7 @@ def test_predict_stage_without_mask_warns(checkpoint: Path) -> None:
 
 
 def test_predict_stage_default_config_model() -> None:
-    model = build_staging_model(StagingConfig(**TINY))
-    del model.staging_config  # a bare StagingNet falls back to the default preprocessing
+    model = build_staging_model(StagingConfig(**TINY))  # a bare StagingNet: the default preprocessing
     image, label = _toy_case(13, "T2", shape=(8, 64, 64))
     result = predict_stage(model, image, label)
     assert result["label"] in ("T2", "T3")

@@ -191,6 +191,28 @@ def test_wrong_dimensionality(tmp_path: Path, shape) -> None:
     assert f"got a {len(shape)}D image" in _one_line(exc)
 
 
+@pytest.mark.parametrize("shape", [(30, 40), (2, 5, 6, 7)], ids=["2D", "4D"])
+def test_wrong_dimensionality_prints_the_shape_in_array_order(tmp_path: Path, shape) -> None:
+    """2D/4D errors give sizes in array order (z, y, x last), as geometry-mismatch errors do, not ITK's x, y, z."""
+    path = tmp_path / f"img{len(shape)}d.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros(shape, np.float32), isVector=False), str(path))
+    with pytest.raises(InputError) as exc:
+        read_image(path)
+    msg = _one_line(exc)
+    assert f"shape {shape}" in msg and "y, x)" in msg
+    assert str(tuple(reversed(shape))) not in msg
+
+
+def test_shape_mismatch_prints_z_y_x(tmp_path: Path) -> None:
+    img = Volume(np.zeros((4, 6, 8), np.int16))
+    write_image(img, tmp_path / "img.nii.gz")
+    write_image(Volume(np.zeros((4, 6, 9), np.uint8)), tmp_path / "lab.nii.gz")
+    with pytest.raises(InputError) as exc:
+        read_label(tmp_path / "lab.nii.gz", reference=read_image(tmp_path / "img.nii.gz"))
+    msg = _one_line(exc)
+    assert "(4, 6, 8)" in msg and "(4, 6, 9)" in msg and "(z, y, x)" in msg
+
+
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])
 def test_non_finite_values(tmp_path: Path, bad_value: float) -> None:
     arr = np.zeros((4, 5, 6), np.float32)

@@ -1,4 +1,5 @@
-"""U-SAM Table 5 complexity figures through ``paper_complexity`` (thop convention at 224×224) and the counter itself."""
+"""Paper complexity figures through ``paper_complexity`` — U-SAM Table 5 (thop convention at 224×224), RCSegNeXt
+Tables 4 and 8, staging Table 2 — and the thop-style counter itself."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from procto.nets import paper_complexity
-from procto.nets.complexity import USAM_TABLE5, thop_counts, torch_counts
+from procto.nets import list_models, paper_complexity
+from procto.nets.complexity import USAM_TABLE5, paper_complexity_names, thop_counts, torch_counts
 from procto.nets.complexity import paper_complexity as paper_complexity_impl
 
 REL = 0.005  # Table 5 figures are reproduced within 0.5 %
@@ -71,6 +72,63 @@ def test_default_sam_b_reported_beside_paper_construction():
 def test_unknown_name_raises():
     with pytest.raises(ValueError, match="no paper complexity"):
         paper_complexity("not_a_model")
+
+
+# ------------------------------------------------------------------------------------- RCSegNeXt and staging
+
+#: RCSegNeXt paper, Table 8 (and Table 1 "Ours"): #Para(M) as printed, and the exact count of the construction.
+RCSEGNEXT_TABLE8 = {"rcsegnext_b": (2_759_363, "2.76 M"), "rcsegnext_l": (10_767_651, "10.77 M")}
+#: RCSegNeXt paper, Table 4 (ablation of the blocks): #P(M).
+RCSEGNEXT_TABLE4 = {"rcsegnext_b_plain": 22.14, "rcsegnext_b_conv": 22.07, "rcsegnext_b_convnext": 5.54,
+                    "rcsegnext_b_res2net": 8.11, "rcsegnext_b_res2next": 5.52, "rcsegnext_b": 2.76}
+#: Staging paper, Table 2, "# params".
+STAGING_TABLE2 = {
+    "staging_f_r2d": 2_796_001, "staging_f_r3d": 8_291_873, "staging_f_r2plus1d": 8_294_563,
+    "staging_f_mc2": 2_799_137, "staging_f_mc3": 2_872_865, "staging_f_mc4": 3_130_913, "staging_f_mc5": 4_163_105,
+    "staging_f_rmc2": 8_288_737, "staging_f_rmc3": 8_215_009, "staging_f_rmc4": 7_956_961,
+    "staging_f_rmc5": 6_924_769,
+}
+
+
+@pytest.mark.parametrize("name", sorted(RCSEGNEXT_TABLE8))
+def test_rcsegnext_b_and_l_match_table8(name):
+    n, text = RCSEGNEXT_TABLE8[name]
+    c = paper_complexity(name)
+    assert c["params"] == n
+    assert c["params_text"] == text
+    assert c["params_tunable"] == n
+    assert c["macs"] is None  # the paper gives no MACs
+    assert c["paper"]["params"] == round(float(text.split()[0]) * 1e6)
+    assert c["params_torch"] > n  # the deep-supervision heads are built but not counted
+
+
+def test_rcsegnext_ablation_rows_match_table4():
+    for name, m in RCSEGNEXT_TABLE4.items():
+        c = paper_complexity(name)
+        assert round(c["params"] / 1e6, 2) == m, name
+        assert c["paper"]["params"] == round(m * 1e6) and c["macs"] is None
+
+
+@pytest.mark.parametrize("name", sorted(STAGING_TABLE2))
+def test_staging_variants_match_table2(name):
+    c = paper_complexity(name)
+    assert c["params"] == STAGING_TABLE2[name]
+    assert c["paper"]["params"] == STAGING_TABLE2[name]
+    assert c["params_tunable"] == c["params"]
+    assert c["macs"] is None  # Table 2 has no MACs column
+
+
+def test_every_registered_model_has_a_paper_count():
+    assert set(list_models()) <= set(paper_complexity_names())
+    assert paper_complexity("rcsegnext_b_grouped")["paper"] is None  # registered, but in no table of the paper
+
+
+def test_results_are_fresh_dicts():
+    a = paper_complexity("staging_f_r2d")
+    a["params"] = 0
+    a["paper"]["params"] = 0
+    assert paper_complexity("staging_f_r2d")["params"] == 2_796_001
+    assert paper_complexity("staging_f_r2d")["paper"]["params"] == 2_796_001
 
 
 class _Toy(nn.Module):

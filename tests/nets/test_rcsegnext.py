@@ -7,7 +7,7 @@ import torch
 
 from procto.nets import create_model, list_models
 from procto.nets.rcsegnext import ABLATION_VARIANTS, MODELS, RCSegNeXt
-from procto.plan import plan_rcsegnext
+from procto.nets.plan import plan_rcsegnext
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ import pytest
 
 from procto.errors import InputError
 from procto.io import read_image
-from procto.phantom import LABELS, canonical_axial, make_case, n_category, read_stages_csv, write_cohort
+from procto.phantom import LABELS, canonical_axial, make_case, n_category, read_cohort_table, write_cohort
 
 TINY = {"shape": (16, 48, 48)}
 
@@ -61,7 +61,7 @@ def test_nnunet_dataset_is_readable_by_nnunet(nnunet_ct):
 
 def test_nnunet_volumes_round_trip_with_shared_geometry(nnunet_ct):
     root, _ = nnunet_ct
-    rows = {r["case_id"]: r for r in read_stages_csv(root / "stages.csv")}
+    rows = {r["case_id"]: r for r in read_cohort_table(root / "stages.csv")}
     cid = "phantom_ct_0001"
     image = read_image(root / "imagesTr" / f"{cid}_0000.nii.gz")
     label = read_image(root / "labelsTr" / f"{cid}.nii.gz")
@@ -77,7 +77,7 @@ def test_nnunet_volumes_round_trip_with_shared_geometry(nnunet_ct):
 
 def test_stages_csv(nnunet_ct):
     root, _ = nnunet_ct
-    rows = read_stages_csv(root / "stages.csv")
+    rows = read_cohort_table(root / "stages.csv")
     assert [r["case_id"] for r in rows] == [f"phantom_ct_{i:04d}" for i in range(4)]
     assert [r["split"] for r in rows] == ["train", "train", "train", "test"]
     assert [r["t_stage"] for r in rows] == ["T2", "T3", "T2", "T3"]
@@ -119,7 +119,7 @@ def test_care_layout(care_dir):
         for name, box in rows:
             x1, y1, x2, y2 = json.loads(box)
             assert 0 <= x1 <= x2 < 224 and 0 <= y1 <= y2 < 224
-    rows = read_stages_csv(care_dir / "stages.csv")
+    rows = read_cohort_table(care_dir / "stages.csv")
     assert [r["split"] for r in rows] == ["train", "train", "test"]
     assert sum(int(r["n_slices"]) for r in rows) == len(train) + len(test)
 
@@ -130,8 +130,32 @@ def test_care_npz_content(care_dir):
             assert sorted(z.files) == ["image", "label"]
             image, label = z["image"], z["label"]
         assert image.shape == label.shape == (224, 224)
-        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert image.dtype == label.dtype == np.float64  # like the real CARE files
+        # the min–max normalised window with the cubic resize's overshoot: the real CARE files' range
+        assert -0.3 < image.min() and image.max() < 1.3
         assert set(np.unique(label)) <= {0.0, 1.0, 2.0} and label.max() > 0
+
+
+def test_care_layout_uses_the_one_care_slice_writer(care_dir):
+    """The phantom layout is written by the converter's functions: the authors' window (−125 … 275 HU), cubic
+    resize, the converter's slice selection, bbox CSV and case geometry (which U-SAM reads the window from)."""
+    from procto.phantom import cohort_plan
+    from procto.preprocess.care import CT_WINDOW, read_care_npz, read_case_geometry, volume_to_care_slices
+
+    entry = cohort_plan(3, "ct", 2)[0]
+    case = make_case(entry.seed, "ct", t_stage=entry.t_stage, n_nodes=entry.n_nodes, case_id=entry.case_id,
+                     shape=(16, 64, 64))
+    expected = volume_to_care_slices(case.image, case.label, case_id=case.case_id)  # axial CT: canonical already
+    folder = care_dir / "train" / "train_npz"
+    files = sorted(folder.glob(f"{case.case_id}_*.npz"))
+    assert [p.stem for p in files] == [f"{case.case_id}_{z:03d}" for z in expected.z]
+    for i, path in enumerate(files):
+        image, label = read_care_npz(path)
+        np.testing.assert_array_equal(image, expected.images[i])
+        np.testing.assert_array_equal(label, expected.labels[i])
+    geometry = read_case_geometry(folder)[case.case_id]
+    assert geometry["window"] == list(CT_WINDOW) and geometry["slices"] == expected.z.tolist()
+    assert geometry["spacing"] == pytest.approx(case.image.spacing)
 
 
 def test_care_slices_are_stored_transposed(care_dir):

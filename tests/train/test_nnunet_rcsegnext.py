@@ -1,4 +1,5 @@
-"""RCSegNeXt's nnU-Net v2 trainers: lookup by name, plans rewriting, network building, and a tiny real
+"""procto's nnU-Net v2 trainers (RCSegNeXt and its variants): generated from one table, lookup by name, plans
+rewriting, network building through the registry, per-trainer epoch callback, and a tiny real
 ``nnUNetv2_train ... -tr nnUNetTrainerRCSegNeXt -device cpu`` run."""
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from procto.plan import plan_kernels_strides
-from procto.train import nnunet_rcsegnext as tr
+from procto.infer.nnunet_env import TRAINER_DIR, nnunet_environment, register_trainer_path
+from procto.nets.plan import plan_kernels_strides
+from procto.train.nnunet.models import TRAINER_NAMES, TRAINER_TABLE
+from procto.train.nnunet.options import (
+    ENV_BATCH,
+    ENV_EPOCHS,
+    ENV_ITERS,
+    ENV_LR,
+    ENV_PATCH,
+    ENV_SKIP_VALIDATION,
+    ENV_VAL_ITERS,
+)
 
 SPACING = [4.0, 0.875, 0.875]
 
@@ -53,32 +64,74 @@ DATASET_JSON = {"channel_names": {"0": "T2"}, "labels": {"background": 0, "rectu
                 "numTraining": 4, "file_ending": ".nii.gz"}
 
 
+@pytest.fixture(scope="module")
+def tr():
+    """The trainers module, imported (with nnU-Net) inside procto's nnU-Net environment as procto itself does."""
+    with nnunet_environment():
+        from procto.train.nnunet import trainers
+    return trainers
+
+
 # ------------------------------------------------------------------------------------------------------ lookup
-@pytest.mark.parametrize("name", sorted(tr.TRAINER_NAMES.values()))
-def test_nnunet_finds_every_trainer_through_ext_trainer_path(name, monkeypatch):
+@pytest.mark.parametrize("name", sorted(TRAINER_NAMES.values()))
+def test_nnunet_finds_every_trainer_through_ext_trainer_path(name, tr, monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     monkeypatch.delenv("nnUNet_extTrainer", raising=False)
-    tr.register_trainer_path()
+    register_trainer_path()
     cls = recursive_find_trainer_class_by_name(name)
     assert cls is getattr(tr, name)  # the very class procto defines, not a copy imported under another name
+    model = next(m for m, (n, _) in TRAINER_TABLE.items() if n == name)
+    assert cls is tr.TRAINERS[model] and cls.model_name == model
+    assert cls.__module__ == tr.__name__ and cls.__qualname__ == name  # pickles by reference
+
+
+def test_trainer_classes_come_from_the_table_only(tr):
+    """One table entry per trainer: every generated class is a ProctoNNUNetTrainer whose only own attributes are its
+    model name, docstring and module (nothing written by hand per model); the old module path still gives them."""
+    import pickle
+
+    import procto.train.nnunet_rcsegnext as old_path
+
+    assert set(tr.TRAINERS) == set(TRAINER_TABLE)
+    for model, cls in tr.TRAINERS.items():
+        assert cls.__bases__ == (tr.ProctoNNUNetTrainer,)
+        assert set(vars(cls)) <= {"model_name", "__doc__", "__module__", "__qualname__"}
+        assert pickle.loads(pickle.dumps(cls)) is cls
+        assert getattr(old_path, cls.__name__) is cls
 
 
 def test_register_trainer_path_keeps_other_entries():
     env = {"nnUNet_extTrainer": "/somewhere/else"}
-    value = tr.register_trainer_path(env)
-    assert value.split(os.pathsep) == ["/somewhere/else", str(tr.TRAINER_DIR)]
-    assert tr.register_trainer_path(env) == value  # idempotent
+    value = register_trainer_path(env)
+    assert value.split(os.pathsep) == ["/somewhere/else", str(TRAINER_DIR)]
+    assert register_trainer_path(env) == value  # idempotent
 
 
 def test_trainer_folder_holds_only_the_reexport_module():
     import pkgutil
 
-    modules = [m.name for m in pkgutil.iter_modules([str(tr.TRAINER_DIR)])]
-    assert modules == ["procto_rcsegnext_trainers"]
+    import procto.train.nnunet_ext
+
+    assert TRAINER_DIR == Path(procto.train.nnunet_ext.__file__).resolve().parent
+    modules = [m.name for m in pkgutil.iter_modules([str(TRAINER_DIR)])]
+    assert modules == ["procto_trainers"]
 
 
-def test_install_shim_writes_an_importable_reexport(tmp_path, monkeypatch):
+def test_nnunet_environment_sets_and_restores_process_count(monkeypatch):
+    """nnU-Net's process count is set inside procto's nnU-Net environment only (never at import), unless the user set
+    it; the environment is restored afterwards."""
+    monkeypatch.delenv("nnUNet_def_n_proc", raising=False)
+    with nnunet_environment():
+        assert 1 <= int(os.environ["nnUNet_def_n_proc"]) <= 8
+        assert str(TRAINER_DIR) in os.environ["nnUNet_extTrainer"].split(os.pathsep)
+    assert "nnUNet_def_n_proc" not in os.environ
+    monkeypatch.setenv("nnUNet_def_n_proc", "3")
+    with nnunet_environment():
+        assert os.environ["nnUNet_def_n_proc"] == "3"
+
+
+def test_install_shim_writes_an_importable_reexport(tr, tmp_path, monkeypatch):
     """``procto nnunet-trainers --install`` (for setups without environment variables): a one-line module that
     re-exports the trainers (written here to a temporary folder, not into site-packages)."""
     import importlib.util
@@ -96,7 +149,7 @@ def test_install_shim_writes_an_importable_reexport(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------------ plans
-def test_configuration_uses_algorithm1_strides_and_paper_patch():
+def test_configuration_uses_algorithm1_strides_and_paper_patch(tr):
     cfg = tr.rcsegnext_configuration(_configuration(), "rcsegnext_b")
     strides, kernels = plan_kernels_strides(SPACING)
     arch = cfg["architecture"]
@@ -108,7 +161,7 @@ def test_configuration_uses_algorithm1_strides_and_paper_patch():
     assert cfg["spacing"] == SPACING and cfg["data_identifier"] == "nnUNetPlans_3d_fullres"  # preprocessing intact
 
 
-def test_patch_choice_rounds_to_total_stride():
+def test_patch_choice_rounds_to_total_stride(tr):
     assert tr.choose_patch_size(SPACING, None) == [16, 320, 320]
     assert tr.choose_patch_size(SPACING, [24, 96, 96]) == [16, 96, 96]
     assert tr.choose_patch_size(SPACING, [24, 90, 90]) == [16, 96, 96]  # planned patch rounded up: one full window
@@ -116,7 +169,7 @@ def test_patch_choice_rounds_to_total_stride():
     assert tr.choose_patch_size([4.0, 1.75, 1.75], None, [16, 48, 48]) == [16, 48, 48]
 
 
-def test_deep_supervision_scales_match_network_outputs():
+def test_deep_supervision_scales_match_network_outputs(tr):
     """nnU-Net derives the deep-supervision target scales from pool_op_kernel_sizes: they must be exactly the scales
     of the network's outputs."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -134,12 +187,14 @@ def test_deep_supervision_scales_match_network_outputs():
         assert list(out.shape[2:]) == [round(p * s) for p, s in zip(cm.patch_size, scale)]
 
 
-@pytest.mark.parametrize("cls, params", [(tr.nnUNetTrainerRCSegNeXt, 2_759_363),
-                                         (tr.nnUNetTrainerRCSegNeXtL, 10_767_651)])
-def test_build_network_architecture_gives_the_papers_models(cls, params):
+@pytest.mark.parametrize("name, params", [("nnUNetTrainerRCSegNeXt", 2_759_363),
+                                          ("nnUNetTrainerRCSegNeXtL", 10_767_651)])
+def test_build_network_architecture_gives_the_papers_models(tr, name, params):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from procto.nets.rcsegnext import RCSegNeXt
+
+    cls = getattr(tr, name)
 
     pm = PlansManager(_plans(_configuration()))  # even nnU-Net's own (PlainConvUNet) configuration
     net = cls.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 3, False)
@@ -149,7 +204,7 @@ def test_build_network_architecture_gives_the_papers_models(cls, params):
     assert net.decoder.deep_supervision is False
 
 
-def test_build_refuses_plans_that_disagree_with_algorithm1():
+def test_build_refuses_plans_that_disagree_with_algorithm1(tr):
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
     cfg = tr.rcsegnext_configuration(_configuration())
@@ -158,10 +213,10 @@ def test_build_refuses_plans_that_disagree_with_algorithm1():
         tr.build_rcsegnext(ConfigurationManager(cfg), 1, 3)
 
 
-def test_trainer_settings_paper_defaults_and_env_overrides(tmp_path, monkeypatch):
+def test_trainer_settings_paper_defaults_and_env_overrides(tr, tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
     monkeypatch.setenv("nnUNet_results", str(tmp_path / "res"))
-    for var in (tr.ENV_EPOCHS, tr.ENV_ITERS, tr.ENV_PATCH, tr.ENV_BATCH, tr.ENV_VAL_ITERS, tr.ENV_LR):
+    for var in (ENV_EPOCHS, ENV_ITERS, ENV_PATCH, ENV_BATCH, ENV_VAL_ITERS, ENV_LR):
         monkeypatch.delenv(var, raising=False)
     plans = _plans(_configuration())
     plans["continue_training"] = False
@@ -169,12 +224,13 @@ def test_trainer_settings_paper_defaults_and_env_overrides(tmp_path, monkeypatch
     assert (t.num_epochs, t.num_iterations_per_epoch, t.initial_lr) == (100, 250, 0.01)
     assert t.configuration_manager.patch_size == [16, 320, 256] and t.configuration_manager.batch_size == 2
     assert t.enable_deep_supervision
+    assert t.epoch_callback is None and not hasattr(tr, "EPOCH_CALLBACK")  # per trainer object, no module global
     assert t.output_folder.endswith("nnUNetTrainerRCSegNeXt__nnUNetPlans__3d_fullres/fold_0")
 
-    monkeypatch.setenv(tr.ENV_EPOCHS, "3")
-    monkeypatch.setenv(tr.ENV_ITERS, "7")
-    monkeypatch.setenv(tr.ENV_PATCH, "16,64,64")
-    monkeypatch.setenv(tr.ENV_BATCH, "1")
+    monkeypatch.setenv(ENV_EPOCHS, "3")
+    monkeypatch.setenv(ENV_ITERS, "7")
+    monkeypatch.setenv(ENV_PATCH, "16,64,64")
+    monkeypatch.setenv(ENV_BATCH, "1")
     plans = _plans(_configuration())
     plans["continue_training"] = False
     t = tr.nnUNetTrainerRCSegNeXtL(plans, "3d_fullres", 1, DATASET_JSON, torch.device("cpu"))
@@ -199,11 +255,13 @@ def _console_script(name: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_nnunetv2_train_console_script_trains_rcsegnext(tmp_path):
+def test_nnunetv2_train_console_script_trains_rcsegnext(tr, tmp_path):
     """``nnUNetv2_train <id> 3d_fullres 0 -tr nnUNetTrainerRCSegNeXt -device cpu`` (the real console script) on a
     phantom data set that procto planned and preprocessed: the checkpoint holds an RCSegNeXt."""
     from procto.phantom import write_cohort
-    from procto.train.nnunet import NNUNetFolders, RCSegNeXtPredictor, nnunet_environment, plan_and_preprocess
+    from procto.infer.nnunet import RCSegNeXtPredictor
+    from procto.infer.nnunet_env import NNUNetFolders
+    from procto.train.nnunet import plan_and_preprocess
 
     raw = tmp_path / "raw"
     data = write_cohort(raw, 5, "mri", seed=100, dataset_id=991, name="TrainerScript", shape=(16, 48, 48),
@@ -218,10 +276,10 @@ def test_nnunetv2_train_console_script_trains_rcsegnext(tmp_path):
     # the console script's interpreter must import this very procto (the trainer module re-exports from it)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(procto.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     env.update({"nnUNet_raw": str(raw), "nnUNet_preprocessed": str(folders.preprocessed),
-                "nnUNet_results": str(folders.results), "nnUNet_extTrainer": str(tr.TRAINER_DIR),
+                "nnUNet_results": str(folders.results), "nnUNet_extTrainer": str(TRAINER_DIR),
                 "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "OMP_NUM_THREADS": "1",
-                tr.ENV_EPOCHS: "1", tr.ENV_ITERS: "2", tr.ENV_VAL_ITERS: "1", tr.ENV_PATCH: "16,48,48",
-                tr.ENV_SKIP_VALIDATION: "1"})
+                ENV_EPOCHS: "1", ENV_ITERS: "2", ENV_VAL_ITERS: "1", ENV_PATCH: "16,48,48",
+                ENV_SKIP_VALIDATION: "1"})
     proc = subprocess.run([_console_script("nnUNetv2_train"), "991", "3d_fullres", "0", "-tr",
                            "nnUNetTrainerRCSegNeXt", "-device", "cpu"], env=env, capture_output=True, text=True,
                           timeout=540)

@@ -51,6 +51,46 @@ def test_focal_downweights_easy_examples():
     assert hard / easy > 100 * bce_ratio
 
 
+def _reference_focal(logits, targets, gamma=2.0, alpha=None, reduction="mean"):
+    """The hand-written binary focal loss of eq. 1 (procto's definition before MONAI): −α_t (1 − p_t)^γ log p_t."""
+    targets = targets.to(logits.dtype)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # −log p_t
+    loss = ce
+    if gamma != 0:
+        p = torch.sigmoid(logits)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        loss = (1 - p_t).clamp_min(0).pow(gamma) * ce
+    if alpha is not None:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_monai_focal_equals_the_hand_written_definition(gamma, alpha, reduction):
+    """procto's focal loss is MONAI's FocalLoss (sigmoid); on binary targets it equals eq. 1 as written by hand —
+    values and gradients, for slice-level (N,) and batched (B, D) logits, including saturated logits."""
+    torch.manual_seed(1)
+    for shape in [(64,), (4, 6)]:
+        logits = (torch.randn(shape) * 4).requires_grad_(True)
+        logits.data[..., 0] = 30.0  # saturated: p ≈ 1
+        targets = (torch.rand(shape) > 0.5).float()
+        got = focal_loss(logits, targets, gamma=gamma, alpha=alpha, reduction=reduction)
+        ref_logits = logits.detach().clone().requires_grad_(True)
+        ref = _reference_focal(ref_logits, targets, gamma, alpha, reduction)
+        assert got.shape == ref.shape
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6)
+        got.sum().backward()
+        ref.sum().backward()
+        assert torch.allclose(logits.grad, ref_logits.grad, rtol=1e-4, atol=1e-6)
+    # the paper's setting (binary, sigmoid, γ = 2, no α, mean) is the default of the module and the joint loss
+    logits, targets = torch.randn(32), (torch.rand(32) > 0.5).float()
+    assert torch.allclose(FocalLoss()(logits, targets), _reference_focal(logits, targets), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(JointStagingLoss(None)(logits, targets), _reference_focal(logits, targets), rtol=1e-5,
+                          atol=1e-7)
+
+
 def _triplet_batch():
     # 2-D embeddings; class 0 on the x axis, class 1 at (0, 2) and (5, 0)
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [5.0, 0.0]])

@@ -199,6 +199,11 @@ def test_resume_continues_identically(tmp_path: Path, stop_after: int) -> None:
     # outputs: final checkpoint, CSV log with one row per epoch
     model, cfg, state = load_checkpoint(tmp_path / "part" / "model.pt")
     assert cfg == config and state["epoch"] == 3
+    # procto's one checkpoint format: plain types and tensors, the network by its registry name
+    raw = torch.load(tmp_path / "part" / "model.pt", weights_only=True)
+    assert raw["task"] == "staging" and raw["model"] == "staging_f_rmc5" and "training" not in raw
+    assert raw["model_kwargs"] == {"aggregation": "bilinear"} and not hasattr(model, "staging_config")
+    assert {"optimizer", "task_state"} <= set(torch.load(tmp_path / "part" / "last.pt", weights_only=True)["training"])
     rows = list(csv.DictReader((tmp_path / "part" / "log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"loss", "focal", "triplet", "lr", "train_acc"} <= set(rows[0])

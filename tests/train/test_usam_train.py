@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from procto.cli import app
 from procto.errors import InputError
+from procto.infer.usam import load_model
 from procto.train.usam import (
     USamLoss,
     USamTrainConfig,
-    load_model,
     poly_factor,
     train_usam,
     usam_param_groups,
@@ -99,6 +99,54 @@ def test_loss_is_0_4_ce_plus_0_6_dice():
     assert USamLoss()(perfect, target)["loss"].item() < 1e-3
 
 
+class HandWrittenUSamLoss(torch.nn.Module):
+    """The loss as procto wrote it before using MONAI (the authors' definition), kept as the reference."""
+
+    def __init__(self, num_classes: int = 3, ce_weight: float = 0.4, dice_weight: float = 0.6, smooth: float = 1e-5):
+        super().__init__()
+        self.num_classes, self.ce_weight, self.dice_weight, self.smooth = num_classes, ce_weight, dice_weight, smooth
+
+    def dice_loss(self, logits, target):
+        prob = torch.softmax(logits.float(), dim=1)
+        onehot = torch.nn.functional.one_hot(target.long(), self.num_classes).permute(0, 3, 1, 2).float()
+        dims = (0, 2, 3)
+        inter = (prob * onehot).sum(dims)
+        den = (prob * prob).sum(dims) + (onehot * onehot).sum(dims)
+        return (1.0 - (2 * inter + self.smooth) / (den + self.smooth)).mean()
+
+    def forward(self, logits, target):
+        ce = torch.nn.functional.cross_entropy(logits.float(), target.long())
+        dl = self.dice_loss(logits, target)
+        return {"loss": self.ce_weight * ce + self.dice_weight * dl, "loss_ce": ce, "loss_dice": dl}
+
+
+@pytest.mark.parametrize("shape,classes,weights", [((2, 3, 8, 8), 3, (0.4, 0.6)), ((4, 3, 16, 12), 3, (0.4, 0.6)),
+                                                    ((3, 2, 8, 8), 2, (1.0, 1.0)), ((1, 4, 5, 7), 4, (0.3, 0.9))])
+def test_monai_dice_ce_equals_the_hand_written_loss(shape, classes, weights):
+    """USamLoss is MONAI's DiceCELoss (softmax, one-hot target, squared prediction, batch Dice, background included,
+    smoothing 1e-5): value and gradient equal the hand-written definition, also when a class is absent from the
+    target and for perfect predictions."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(sum(shape))
+    target = torch.randint(0, classes, (shape[0], *shape[2:]))
+    target[target == classes - 1] = 0  # one class absent
+    for logits in (torch.randn(shape) * 3,
+                   torch.nn.functional.one_hot(target, classes).permute(0, 3, 1, 2).float() * 30):
+        ours_in = logits.clone().requires_grad_(True)
+        ref_in = logits.clone().requires_grad_(True)
+        ours = USamLoss(classes, *weights)(ours_in, target)
+        ref = HandWrittenUSamLoss(classes, *weights)(ref_in, target)
+        for key in ("loss", "loss_ce", "loss_dice"):
+            torch.testing.assert_close(ours[key], ref[key], rtol=1e-5, atol=1e-7, msg=key)
+        ours["loss"].backward()
+        ref["loss"].backward()
+        torch.testing.assert_close(ours_in.grad, ref_in.grad, rtol=1e-4, atol=1e-8)
+        monai = DiceCELoss(include_background=True, to_onehot_y=True, softmax=True, squared_pred=True, batch=True,
+                           smooth_nr=1e-5, smooth_dr=1e-5, lambda_ce=weights[0], lambda_dice=weights[1])
+        torch.testing.assert_close(monai(logits, target[:, None]), ref["loss"].detach(), rtol=1e-5, atol=1e-7)
+
+
 def test_training_log_checkpoints_and_resume(tmp_path):
     data = _synthetic_care(tmp_path / "data")
     common = dict(img_size=32, model_kwargs=TINY, batch_size=4, epochs=2, prompt="mixed", threads=1, seed=3)
@@ -139,6 +187,18 @@ def test_training_log_checkpoints_and_resume(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not a procto U-SAM checkpoint"):
         load_model(tmp_path / "other.pt")
+
+    # procto's one checkpoint format: plain types and tensors; the prompt settings come from the record (or from
+    # explicit arguments), not from attributes on the model
+    from procto.infer.usam import USamPredictor
+
+    record = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert record["task"] == "usam" and record["model"] == "usam_b" and record["config"]["prompt"] == "mixed"
+    assert record["extra"]["data"]["window"] == [-125.0, 275.0] and "training" in torch.load(
+        tmp_path / "b" / "last.pt", weights_only=True)
+    assert not hasattr(model, "procto_prompt_info")
+    assert USamPredictor(tmp_path / "b" / "model.pt").point_label_mode == "positive"
+    assert USamPredictor(tmp_path / "b" / "model.pt", point_labels="class").point_label_mode == "class"
 
 
 def test_sam_checkpoint_option(tmp_path):

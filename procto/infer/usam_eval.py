@@ -15,13 +15,12 @@ Two aggregations are reported:
   case's reference and prediction is left out of that class's mean).
 
 NSD needs the pixel size: it is read from ``{split}_cases.json`` (procto-made slices) or taken from ``pixel_mm``
-(default 1 mm, the real CARE release has no spacing); tolerance ``tolerance_mm`` (default 2 mm).
+(default 1 mm, the real CARE release has no spacing); tolerance ``tolerance_mm`` (default 2 mm).  The tables' text
+layout is :func:`procto.metrics.tables.usam_table`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from dataclasses import dataclass, field
@@ -170,50 +169,39 @@ class USamEvaluation:
                                 for m, v in vals.items()}})
         return rows
 
+    def _values(self, result: SettingResult, per_case: bool) -> list[tuple[float, float | None]]:
+        """Dice/IoU/NSD per class then of the mean: pooled ``(value, None)`` or over cases ``(mean, sd)``."""
+        from procto.metrics import mean_sd
+
+        values = []
+        for key in (*self.classes, "mean"):
+            for m in ("dice", "iou", "nsd"):
+                if per_case:
+                    ms = mean_sd(result.case_values(key, m))
+                    values.append((ms.mean, ms.sd))
+                else:
+                    values.append((result.mean(m) if key == "mean" else result.pooled[key][m], None))
+        return values
+
     def table(self, per_case: bool = False) -> str:
         """Text table in the layout of Tables 2/4: per setting, Dice/IoU/NSD (%) for normal, tumour and their mean.
         ``per_case=True``: mean ± sd over cases instead of the pooled values."""
-        from procto.metrics import mean_sd
+        from procto.metrics.tables import usam_table
 
         groups = [*(self.class_names.get(c, str(c)).capitalize() for c in self.classes), "Mean"]
-        width = 13 if per_case else 8
-        head1 = f"{'Setting':<22}" + "".join(f"| {g:<{3 * width + 2}}" for g in groups)
-        head2 = f"{'':<22}" + "".join("| " + "".join(f"{m:>{width}}" for m in ("Dice(%)", "IoU(%)", "NSD(%)")) + "  "
-                                      for _ in groups)
-        lines = [head1, head2, "-" * len(head2)]
-        for s, r in self.results.items():
-            cells = []
-            for key in (*self.classes, "mean"):
-                for m in ("dice", "iou", "nsd"):
-                    if per_case:
-                        ms = mean_sd(r.case_values(key, m))
-                        cells.append(("n/a" if math.isnan(ms.mean) else
-                                      f"{100 * ms.mean:.2f}±{100 * ms.sd if not math.isnan(ms.sd) else 0:.2f}"))
-                    else:
-                        v = r.mean(m) if key == "mean" else r.pooled[key][m]
-                        cells.append("n/a" if math.isnan(v) else f"{100 * v:.2f}")
-            line = f"{setting_title(s):<22}"
-            for g in range(len(groups)):
-                line += "| " + "".join(f"{c:>{width}}" for c in cells[3 * g: 3 * g + 3]) + "  "
-            lines.append(line)
+        rows = [(setting_title(s), self._values(r, per_case)) for s, r in self.results.items()]
         kind = "mean ± sd over cases" if per_case else "pooled over all slices per class (authors' aggregation)"
-        lines.append(f"{self.n_slices} slices, {self.n_cases} cases; {kind}; NSD tolerance {self.tolerance_mm:g} mm")
-        return "\n".join(lines)
+        footer = f"{self.n_slices} slices, {self.n_cases} cases; {kind}; NSD tolerance {self.tolerance_mm:g} mm"
+        return usam_table(groups, rows, footer, per_case)
 
     def write_csv(self, path: str | Path) -> tuple[Path, Path]:
         """Write the pooled table to ``path`` and the per-case rows next to it (``<stem>_per_case.csv``)."""
-        from procto.io import write_text_atomic
+        from procto.io import write_csv
 
         path = Path(path)
         case_path = path.with_name(path.stem + "_per_case" + (path.suffix or ".csv"))
         for p, rows in ((path, self.rows()), (case_path, self.case_rows())):
-            buf = io.StringIO()
-            if rows:
-                w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-                w.writeheader()
-                for row in rows:
-                    w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-            write_text_atomic(p, buf.getvalue())
+            write_csv(p, rows, float_format=".6f")
         return path, case_path
 
 
@@ -268,16 +256,15 @@ def evaluate_usam(model, dataset, settings: Iterable[str] = DEFAULT_SETTINGS, *,
         pixel_mm: in-plane pixel size for NSD when the dataset has no case geometry (default 1 mm).
         seed: prompt seed.
         box_mode, point_strategy: how boxes / points are made (:func:`procto.preprocess.prompts.sample_prompts`).
-        point_label_mode: ``"positive"`` or ``"class"``; default: what the model was trained with
-            (``model.procto_prompt_info``, set by :func:`procto.train.usam.load_model`), else positive.
+        point_label_mode: ``"positive"`` (default, the authors') or ``"class"`` — what the model was trained with
+            (:attr:`procto.infer.usam.USamPredictor.point_label_mode`, from the checkpoint).
         progress: called with the number of slices done after every batch.
     """
     import time
 
     t0 = time.perf_counter()
     settings = parse_settings(list(settings))
-    if point_label_mode is None:
-        point_label_mode = getattr(model, "procto_prompt_info", {}).get("point_labels", "positive")
+    point_label_mode = point_label_mode or "positive"
     fallback = tuple(float(v) for v in (pixel_mm or (1.0, 1.0)))
     if len(fallback) == 1:
         fallback = fallback * 2

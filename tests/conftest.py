@@ -17,3 +17,14 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real sample data not found at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture()
+def single_thread():
+    """One intra-op torch thread for the test (restored afterwards): multi-threaded oneDNN convolution backward sums
+    in a varying order (results differ in the last bits), and one thread is also the fastest on a shared 2-core CI
+    machine."""
+    from procto.util import torch_threads
+
+    with torch_threads(1):
+        yield

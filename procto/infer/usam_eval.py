@@ -53,12 +53,16 @@ def parse_setting(setting: str) -> tuple[str, int]:
 
 
 def parse_settings(text: str | Sequence[str]) -> list[str]:
-    items = [t for t in (text.split(",") if isinstance(text, str) else text) if str(t).strip()]
-    if not items:
+    """``"none,points3,boxes"`` (or a sequence) → checked, lower-case prompt settings."""
+    from procto.util import parse_list
+
+    items = [str(t).strip().lower() for t in (text if not isinstance(text, str) else [text]) if str(t).strip()]
+    settings = parse_list(",".join(items), str.lower, what="prompt settings", example="none,points3,boxes")
+    if settings is None:
         raise InputError("no prompt settings given")
-    for t in items:
+    for t in settings:
         parse_setting(t)
-    return [str(t).strip().lower() for t in items]
+    return list(settings)
 
 
 def setting_title(setting: str) -> str:

@@ -16,6 +16,7 @@ from procto.errors import InputError
 from procto.infer.staging import predict_stage
 from procto.io import write_image
 from procto.train.staging import StagingConfig, build_staging_model, prepare_sample, train_staging
+from procto.util import torch_threads
 
 # the toy cases and folder writer of the training tests (same folder layout as procto phantom writes)
 _spec = importlib.util.spec_from_file_location("_staging_train_tests", Path(__file__).parents[1] / "train" /
@@ -27,12 +28,7 @@ _toy_case, _write_folder, TINY = _train_tests._toy_case, _train_tests._write_fol
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # deterministic results (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +37,8 @@ def checkpoint(tmp_path_factory) -> Path:
     config = StagingConfig(**{**TINY, "slice_epochs": 0, "epochs": 1})
     samples = [prepare_sample(f"c{i}", *_toy_case(i, ("T2", "T3")[i % 2]), ("T2", "T3")[i % 2], config)
                for i in range(4)]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # a module fixture: the function-scoped single_thread does not reach it
         result = train_staging(samples, config, out)
-    finally:
-        torch.set_num_threads(before)
     return result.checkpoint
 
 

@@ -26,12 +26,7 @@ from procto.preprocess.augment import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # deterministic results (tests/conftest.py)
 
 
 def _image(d: int = 4, size: int = 64) -> torch.Tensor:

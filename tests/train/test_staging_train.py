@@ -33,14 +33,7 @@ from procto.train.staging import (
 
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: multi-threaded oneDNN convolution backward sums in a varying order (results differ in
-    the last bits), and one thread is also the fastest on a shared 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # deterministic results (tests/conftest.py)
 
 
 TINY = dict(size=(32, 32), depth=4, n4=False, slice_epochs=1, epochs=2, batch_size=4, margin_mm=4.0)

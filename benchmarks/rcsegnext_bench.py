@@ -4,7 +4,7 @@ Both networks come from one nnU-Net 3d_fullres configuration (spacing [4.0, 0.87
 [16, 320, 320]): nnU-Net's default architecture is what its planner derives for that patch and spacing
 (``get_pool_and_conv_props`` + the planner's PlainConvUNet settings, built with ``get_network_from_plans``); RCSegNeXt-B
 is what procto's trainer builds from the same configuration
-(:func:`procto.train.nnunet_rcsegnext.rcsegnext_configuration`).
+(:func:`procto.train.nnunet.trainers.rcsegnext_configuration`).
 Weights are random.  Inference is nnU-Net's sliding window (step 0.5, Gaussian weighting; mirroring off unless
 ``--mirror``) over a random [24, 512, 512] volume, one run per network, each in its own process so that its peak
 memory (max RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU) is its own.

@@ -74,7 +74,7 @@ _AUGMENT = typer.Option(True, "--augment/--no-augment", help="Training-time augm
 _TTA = typer.Option(True, "--tta/--no-tta", help="Flip test-time augmentation.")
 _SEED = typer.Option(0, help="Seed (model init, sampling, augmentation, folds).")
 _THREADS = typer.Option(None, help="CPU threads for torch (1 gives bit-identical reruns).")
-_DEVICE = typer.Option("cpu", help="Torch device, e.g. cpu or cuda.")
+_DEVICE = typer.Option("auto", help="auto (cuda when available), cpu, cuda or cuda:N.")
 
 
 @train_app.command("staging")

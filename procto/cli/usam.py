@@ -86,7 +86,7 @@ def train_usam_command(
     lora_rank: Optional[int] = typer.Option(None, help="LoRA rank of the *_lora variants (default 4)."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many iterations (smoke tests)."),
     seed: int = typer.Option(0, help="Random seed."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
+    device: str = typer.Option("auto", help="auto (cuda when available), cpu, cuda or cuda:N."),
     workers: int = typer.Option(0, min=0, help="Data-loader worker processes."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
     amp: bool = typer.Option(False, help="Mixed precision (float16 autocast) on CUDA."),
@@ -159,7 +159,7 @@ def predict_usam_command(
     pixel_mm: float = typer.Option(1.0, help="Pixel size for NSD when the CARE folder has no case geometry."),
     seed: int = typer.Option(0, help="Seed of the evaluation prompts."),
     batch_size: int = typer.Option(8, min=1, help="Slices per forward pass."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when available)."),
+    device: str = typer.Option("auto", help="auto (cuda when available), cpu, cuda or cuda:N."),
 ) -> None:
     """Segment normal rectum and tumour in a CT volume slice by slice, optionally with point/box prompts given in
     pixel coordinates of the original slices; or, with --evaluate, score a CARE test folder per prompt setting

@@ -113,6 +113,34 @@ def checkpoint_for(model_dir: Path, folds: Sequence[int | str], checkpoint: str 
 
 
 # ------------------------------------------------------------------------------------------------- predictor
+def _initialize_procto_model(predictor, model_dir: Path, folds: Sequence[int | str], checkpoint: str) -> bool:
+    """Set up nnU-Net's ``predictor`` for a model trained by one of procto's trainers, building the network through
+    the registry (:func:`procto.nets.create_model`, from the ``procto_model`` the trainer wrote into the plans) instead
+    of nnU-Net's trainer lookup, so that inference never imports :mod:`procto.train`.  False for other models (nnU-Net's
+    own trainers): the caller then uses nnU-Net's ``initialize_from_trained_model_folder``."""
+    import torch
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from procto.nets import create_model
+
+    plans = PlansManager(json.loads((model_dir / "plans.json").read_text()))
+    dataset = read_dataset_json(model_dir / "dataset.json")
+    records = [torch.load(model_dir / f"fold_{f}" / checkpoint, map_location="cpu", weights_only=False) for f in folds]
+    first = records[0]
+    configuration = plans.get_configuration(first["init_args"]["configuration"])
+    model = configuration.configuration.get("procto_model")
+    if model is None:
+        return False
+    network = create_model(model, input_channels=determine_num_input_channels(plans, configuration, dataset),
+                           num_classes=plans.get_label_manager(dataset).num_segmentation_heads,
+                           spacing=[float(v) for v in configuration.spacing], deep_supervision=False)
+    network.load_state_dict(first["network_weights"])
+    predictor.manual_initialization(network, plans, configuration, [r["network_weights"] for r in records], dataset,
+                                    first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
+    return True
+
+
 class NNUNetPredictor:
     """nnU-Net's sliding-window predictor (Gaussian weighting, mirroring TTA) for a procto model trained through
     nnU-Net (any of procto's trainers, any number of input channels), working on :class:`procto.io.Volume` objects
@@ -150,7 +178,8 @@ class NNUNetPredictor:
                 p = nnUNetPredictor(tile_step_size=self.step_size, use_gaussian=True, use_mirroring=self.mirror,
                                     perform_everything_on_device=self.device.type == "cuda", device=self.device,
                                     verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-                p.initialize_from_trained_model_folder(str(self.model_dir), tuple(self.folds), self.checkpoint)
+                if not _initialize_procto_model(p, self.model_dir, self.folds, self.checkpoint):
+                    p.initialize_from_trained_model_folder(str(self.model_dir), tuple(self.folds), self.checkpoint)
             self._predictor = p
         return self._predictor
 
@@ -226,9 +255,10 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and image_suffix(p) and not p.name.startswith("."))
 
 
-def _nnunet_groups(images: Sequence[Path]) -> dict[str, dict[int, Path]] | None:
+def _nnunet_groups(images: Sequence[Path], n_channels: int | None = None) -> dict[str, dict[int, Path]] | None:
     """``{case: {channel: path}}`` when the images are nnU-Net style (every name ends in ``_XXXX`` and every case has a
-    ``_0000`` image), else None."""
+    ``_0000`` image), else None.  For a one-channel model only names that all end in ``_0000`` group (``a_0000``,
+    ``a_0001`` are then two cases named as their files, as before multi-channel support)."""
     groups: dict[str, dict[int, Path]] = {}
     for p in images:
         m = CHANNEL_RE.match(strip_image_suffix(p))
@@ -241,6 +271,8 @@ def _nnunet_groups(images: Sequence[Path]) -> dict[str, dict[int, Path]] | None:
                              f"{p.name})", p.parent)
         channels[idx] = p
     if not groups or any(0 not in ch for ch in groups.values()):
+        return None
+    if n_channels == 1 and any(set(ch) != {0} for ch in groups.values()):
         return None
     return groups
 
@@ -286,7 +318,7 @@ def check_prediction_output(output: str | Path) -> bool:
 
 def _cases_of_folder(src: Path, dst: Path, channels: int | None) -> list[PlannedCase]:
     images = _images(src)
-    groups = _nnunet_groups(images)
+    groups = _nnunet_groups(images, channels)
     if groups is None:  # one image per case, named as the file
         groups = {}
         for p in images:
@@ -306,7 +338,7 @@ def _cases_of_folder(src: Path, dst: Path, channels: int | None) -> list[Planned
 
 
 def _case_of_file(src: Path, dst: Path, dst_is_file: bool, channels: int | None) -> PlannedCase:
-    groups = _nnunet_groups(_images(src.parent))
+    groups = _nnunet_groups(_images(src.parent), channels)
     m = CHANNEL_RE.match(strip_image_suffix(src))
     if groups is not None and m and m.group("case") in groups:
         name = m.group("case")

@@ -7,7 +7,8 @@ nnU-Net reads its settings from environment variables; procto sets them for the 
 * ``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results``: the folders of :class:`NNUNetFolders`;
 * ``nnUNet_extTrainer``: :data:`TRAINER_DIR` is added, the folder in which nnU-Net finds procto's trainer classes by
   name (``nnUNetTrainerRCSegNeXt``, ...; see :mod:`procto.train.nnunet.trainers`).  It is a path computed from this
-  file's location: nnU-Net imports the trainers from there when it needs them, inference does not import them;
+  file's location: nnU-Net's own training scripts import the trainers from there; procto's predictor builds procto's
+  networks through the registry and never imports them;
 * ``nnUNet_def_n_proc``: nnU-Net's process count for exports and validation, unless already set (nnU-Net's default is
   8).  nnU-Net reads it once, when ``nnunetv2.configuration`` is first imported, so procto imports nnU-Net inside
   this environment.

@@ -92,7 +92,12 @@ def load_staging_model(model_or_checkpoint: Any, config: StagingModelConfig | No
     model = model_or_checkpoint
     if not hasattr(model, "extractor") or not hasattr(model, "aggregation"):
         raise InputError("predict_stage needs a StagingNet (volume classifier) or a staging checkpoint path")
-    return model, config or StagingModelConfig()
+    if config is None:
+        warnings.warn("predict_stage with a model object but no config: using the default preprocessing (256 x 256, "
+                      "16 slices, N4); pass the training config (TrainResult.config) or the checkpoint path",
+                      stacklevel=3)
+        config = StagingModelConfig()
+    return model, config
 
 
 def predict_probabilities(

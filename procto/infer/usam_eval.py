@@ -219,9 +219,10 @@ def predict_dataset(model, dataset, setting: str = "none", *, batch_size: int = 
     import torch
 
     from procto.preprocess.prompts import batch_prompts
+    from procto.util import resolve_device
 
     mode, k = parse_setting(setting)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:

@@ -13,7 +13,6 @@ how many values were used).
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -41,11 +40,9 @@ ID_COLUMNS = ("case", "case_id", "id", "fold", "seed", "center", "split")
 
 def format_mean_sd(mean: float, sd: float, digits: int = 3) -> str:
     """``"0.812 ± 0.034"``; just the mean if ``sd`` is NaN (one value), ``"n/a"`` if the mean is NaN."""
-    if mean is None or math.isnan(mean):
-        return "n/a"
-    if sd is None or math.isnan(sd):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    from procto.metrics.tables import mean_sd_cell
+
+    return mean_sd_cell(mean, sd, 1.0, digits, sep=" ± ")
 
 
 @dataclass(frozen=True)

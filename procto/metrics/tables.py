@@ -15,9 +15,9 @@ __all__ = ["mean_sd_cell", "markdown_table", "usam_table"]
 def mean_sd_cell(mean: float, sd: float | None = None, scale: float = 1.0, digits: int = 3, sep: str = "±") -> str:
     """``mean·scale`` and ``sd·scale`` with ``digits`` decimals as the papers print them (``"0.831±0.062"``,
     ``"79.3±6.2"``); the mean alone when ``sd`` is missing/NaN, ``"n/a"`` when the mean is NaN."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    if mean is None or math.isnan(float(mean)):
         return "n/a"
-    if sd is None or (isinstance(sd, float) and math.isnan(sd)):
+    if sd is None or math.isnan(float(sd)):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f}{sep}{sd * scale:.{digits}f}"
 

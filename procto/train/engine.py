@@ -47,7 +47,7 @@ class LoopConfig:
     seed: int = 0
     device: Any = None  # "auto" (None): CUDA when available
     deterministic: bool = True  # deterministic cuDNN kernels (CPU: bit-identical with one thread)
-    clip_max_norm: float | None = None  # gradient clipping over all optimised parameters
+    clip_max_norm: float | None = None  # gradient clipping over all optimised parameters (None or 0: off)
     amp: bool = False  # float16 autocast + gradient scaling, on CUDA only
     max_steps: int | None = None  # the run ends after this many optimisation steps in total (and is finished)
     stop_after: int | None = None  # interrupt after this many epochs in total (last.pt only, no model.pt)
@@ -59,6 +59,8 @@ class LoopConfig:
             raise InputError(f"epochs must be >= 0, got {self.epochs}")
         if self.max_steps is not None and int(self.max_steps) < 1:
             raise InputError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.clip_max_norm is not None and not self.clip_max_norm >= 0:
+            raise InputError(f"gradient clipping max-norm must be >= 0 (0 = off), got {self.clip_max_norm}")
 
 
 @dataclass
@@ -382,7 +384,7 @@ class Engine:
         else:
             self.scaler.scale(out.loss).backward()
             self.scaler.unscale_(self.optimizer)
-        if self.config.clip_max_norm:
+        if self.config.clip_max_norm is not None and self.config.clip_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_max_norm)
         if self.scaler is None:
             self.optimizer.step()

@@ -336,7 +336,8 @@ def train_usam(data: str | Path, out_dir: str | Path, config: USamTrainConfig | 
     config = (config or USamTrainConfig()).check()
     task = USamTask(data, config)
     result = Engine(task, config.loop_config(), out_dir, on_step=progress, log=log).run(resume)
-    return USamTrainResult(Path(out_dir), Path(out_dir) / "model.pt", result.epochs, result.iterations,
+    model_path = result.checkpoint or Path(out_dir) / "last.pt"  # an unfinished run: its last epoch checkpoint
+    return USamTrainResult(Path(out_dir), model_path, result.epochs, result.iterations,
                            result.seconds, result.last_loss, result.history, task.best)
 
 

@@ -143,9 +143,11 @@ def test_multichannel_inputs_are_grouped_and_counted(tmp_path):
     (folder / "b_0002.nii.gz").unlink()
     with pytest.raises(InputError, match=r"case 'b' has 2 channel image\(s\).*expects 3"):
         plan_outputs(folder, tmp_path / "o", channels=3)
-    with pytest.raises(InputError, match="expects 1"):
-        plan_outputs(folder, tmp_path / "o", channels=1)
     assert not (tmp_path / "o").exists()
+    # for a one-channel model numbered names are cases, not channels (``pat_0000``, ``pat_0001``: two patients)
+    single = plan_outputs(folder, tmp_path / "o", channels=1)
+    assert [c.output.name for c in single] == [p.name for p in sorted(folder.iterdir())]
+    assert all(len(c.inputs) == 1 for c in single)
 
 
 def test_predict_refuses_output_it_cannot_write(tmp_path, fake_model):

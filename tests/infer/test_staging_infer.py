@@ -80,7 +80,8 @@ def test_predict_stage_without_mask_warns(checkpoint: Path) -> None:
 def test_predict_stage_default_config_model() -> None:
     model = build_staging_model(StagingConfig(**TINY))  # a bare StagingNet: the default preprocessing
     image, label = _toy_case(13, "T2", shape=(8, 64, 64))
-    result = predict_stage(model, image, label)
+    with pytest.warns(UserWarning, match="default preprocessing"):  # no config given: said, not silent
+        result = predict_stage(model, image, label)
     assert result["label"] in ("T2", "T3")
 
 

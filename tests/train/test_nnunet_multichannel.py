@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from procto.errors import InputError
-from procto.io import read_image, write_image
+from procto.io import read_image, read_label, write_image
 
 SHAPE = (16, 32, 32)
 SPACING = (4.0, 1.75, 1.75)
@@ -81,6 +83,14 @@ def test_three_channel_dataset_trains_and_predicts(tmp_path: Path) -> None:
         predict(run.model_dir, two, tmp_path / "pred2", device="cpu")
     assert case in str(err.value)
     assert not (tmp_path / "pred2").exists()
+    # inference builds the network through the registry: loading and predicting never import procto.train
+    script = ("import sys; from procto.infer.nnunet import predict; "
+              f"predict({str(run.model_dir)!r}, {str(images_ts)!r}, {str(tmp_path / 'pred3')!r}, device='cpu', "
+              "mirror=False); print(sorted(m for m in sys.modules if m.startswith('procto.train')))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert np.array_equal(read_label(tmp_path / "pred3" / written.name).array, seg.array)
     predictor = NNUNetPredictor(run.model_dir, device="cpu")
     assert predictor.num_channels == 3 and predictor.folds == ["all"]
     with pytest.raises(InputError, match="expects 3 input channel"):

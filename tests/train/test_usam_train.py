@@ -199,6 +199,10 @@ def test_training_log_checkpoints_and_resume(tmp_path):
     assert not hasattr(model, "procto_prompt_info")
     assert USamPredictor(tmp_path / "b" / "model.pt").point_label_mode == "positive"
     assert USamPredictor(tmp_path / "b" / "model.pt", point_labels="class").point_label_mode == "class"
+    record["config"]["point_labels"], record["config"]["box_mode"] = "class", "class"
+    torch.save(record, tmp_path / "b" / "class_points.pt")  # the same weights, recorded as trained with class labels
+    from_record = USamPredictor(tmp_path / "b" / "class_points.pt")
+    assert (from_record.point_label_mode, from_record.box_mode) == ("class", "class")
 
 
 def test_sam_checkpoint_option(tmp_path):

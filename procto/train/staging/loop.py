@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from procto.errors import InputError
-from procto.infer.staging import TASK, load_staging_model, read_staging_checkpoint, staging_network_name
+from procto.infer.staging import TASK, load_staging_model, read_staging_checkpoint, staging_network, staging_network_name
 from procto.nets.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from procto.nets.checkpoint import save_checkpoint
 from procto.preprocess.staging import StagingSample
@@ -44,11 +44,8 @@ def build_staging_model(config: StagingConfig):
     ``aggregation``), initialised from ``config.seed``."""
     import torch
 
-    from procto.nets import create_model
-
     torch.manual_seed(int(config.seed))
-    name, kwargs = staging_network_name(config)
-    return create_model(name, **kwargs)
+    return staging_network(config)
 
 
 def load_checkpoint(path: str | Path):

@@ -6,4 +6,5 @@
   volume preparation and representative slices (:mod:`~procto.preprocess.staging`), case discovery and the stage
   table (:mod:`~procto.preprocess.staging_data`) and the slice-consistent MONAI augmentation
   (:mod:`~procto.preprocess.augment`).
+* AG-CRC: OOI and bowel-wall masks, the CT/MOS/OOI input, its nnU-Net data set (:mod:`~procto.preprocess.agcrc`).
 """

@@ -54,24 +54,12 @@ def _check_shapes(logits: torch.Tensor, target: torch.Tensor, ooi: torch.Tensor)
                              f"got {tuple(t.shape)}")
 
 
-def _soft_dice(q_fg: torch.Tensor, onehot_fg: torch.Tensor, batch_dice: bool, ddp: bool) -> torch.Tensor:
-    """nnU-Net's MemoryEfficientSoftDiceLoss (do_bg=False, smooth 1e-5) on foreground probabilities: returns −dc."""
-    axes = tuple(range(2, q_fg.ndim))
-    intersect = (q_fg * onehot_fg).sum(axes, dtype=torch.float32)
-    sum_pred = q_fg.sum(axes, dtype=torch.float32)
-    sum_gt = onehot_fg.sum(axes, dtype=torch.float32)
-    if batch_dice:
-        if ddp:
-            from nnunetv2.utilities.ddp_allgather import AllGatherGrad
+def _soft_dice(q: torch.Tensor, labels: torch.Tensor, batch_dice: bool, ddp: bool) -> torch.Tensor:
+    """nnU-Net's own ``MemoryEfficientSoftDiceLoss`` (no background, smooth 1e-5) on the probabilities ``q``: −dc."""
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
-            intersect = AllGatherGrad.apply(intersect).sum(0, dtype=torch.float32)
-            sum_pred = AllGatherGrad.apply(sum_pred).sum(0, dtype=torch.float32)
-            sum_gt = AllGatherGrad.apply(sum_gt).sum(0, dtype=torch.float32)
-        intersect = intersect.sum(0, dtype=torch.float32)
-        sum_pred = sum_pred.sum(0, dtype=torch.float32)
-        sum_gt = sum_gt.sum(0, dtype=torch.float32)
-    dc = (2 * intersect + DICE_SMOOTH) / (sum_gt + sum_pred + float(DICE_SMOOTH)).clamp_min(1e-8)
-    return -dc.mean()
+    return MemoryEfficientSoftDiceLoss(apply_nonlin=None, batch_dice=batch_dice, do_bg=False, smooth=DICE_SMOOTH,
+                                       ddp=ddp)(q, labels)
 
 
 def af_loss(logits: torch.Tensor, target: torch.Tensor, ooi: torch.Tensor, batch_dice: bool = False, *,
@@ -89,13 +77,11 @@ def af_loss(logits: torch.Tensor, target: torch.Tensor, ooi: torch.Tensor, batch
     # CE on q: inside the OOI q = p (q_bg = 1 − Σ p_fg = p_bg), so −log q_y = −log_softmax_y; outside it adds 0.
     logp_y = torch.log_softmax(logits, 1).gather(1, labels)
     ce = -torch.where(inside, logp_y, torch.zeros_like(logp_y)).sum() / logp_y.numel()
-    # Dice on q without background: only q_fg = p_fg·O enters.
+    # Dice on q = (1 − Σ q_fg, q_fg) with q_fg = p_fg·O (the background channel is left out, as nnU-Net's Dice does)
     p_fg = torch.softmax(logits, 1)[:, 1:]
     q_fg = torch.where(inside, p_fg, torch.zeros_like(p_fg))
-    with torch.no_grad():
-        onehot = torch.zeros(logits.shape, device=logits.device, dtype=torch.float32)
-        onehot.scatter_(1, labels, 1)
-    return ce + _soft_dice(q_fg, onehot[:, 1:], batch_dice, ddp)
+    q = torch.cat([1 - q_fg.sum(1, keepdim=True), q_fg], 1)
+    return ce + _soft_dice(q, labels, batch_dice, ddp)
 
 
 class AFLoss(nn.Module):
@@ -179,10 +165,12 @@ class AFDeepSupervisionLoss(nn.Module):
             ooi = [_resample_nearest(ooi, t.shape[2:]) for t in targets]
         elif len(ooi) != len(targets):
             raise ValueError(f"{len(targets)} targets but {len(ooi)} OOI masks")
+        from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
         weights = self.weights if self.weights is not None else deep_supervision_weights(len(logits))
         if len(weights) < len(logits):
             raise ValueError(f"{len(weights)} weights for {len(logits)} outputs")
-        return sum(w * self.loss(x, y, o) for w, x, y, o in zip(weights, logits, targets, ooi) if w != 0.0)
+        return DeepSupervisionWrapper(self.loss, weights)(list(logits), list(targets), list(ooi))
 
 
 def mask_bowel_wall(x: torch.Tensor, wall: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

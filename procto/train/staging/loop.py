@@ -77,14 +77,12 @@ def _epoch_order(targets: np.ndarray, seed: int, epoch: int, oversample: bool) -
     return rng.permutation(idx)
 
 
-def _batch(samples: Sequence[StagingSample], ids: Sequence[int], augment: bool, seed: int, epoch: int, pos: int):
-    """``(x (B, 1, D, H, W), valid (B, D), representative (B, D), target (B,))``; with ``augment`` each volume is
-    augmented with the seed ``(seed, epoch, position in the epoch)``."""
+def _batch(samples: Sequence[StagingSample], ids: Sequence[int], augmentation, seed: int, epoch: int, pos: int):
+    """``(x (B, 1, D, H, W), valid (B, D), representative (B, D), target (B,))``; with an ``augmentation``
+    (:class:`~procto.preprocess.augment.StagingAugmentation`, or None) each volume is augmented with the seed
+    ``(seed, epoch, position in the epoch)``."""
     import torch
 
-    from procto.preprocess.augment import StagingAugmentation
-
-    augmentation = StagingAugmentation(samples[ids[0]].image.shape[-2:]) if augment else None
     xs, valids = [], []
     for j, i in enumerate(ids):
         x = torch.from_numpy(samples[i].image)
@@ -187,7 +185,11 @@ class StagingTask(TrainTask):
         return self.config.to_dict()
 
     def prepare(self, model, device, resume: bool, log: Callable[[str], None]) -> None:
+        from procto.preprocess.augment import StagingAugmentation
+
         self.device = device
+        # one augmentation for the run (every draw is seeded per volume): the samples share the in-plane size
+        self.augmentation = StagingAugmentation(self.samples[0].image.shape[-2:]) if self.config.augment else None
         self.slice_loss, self.volume_loss = (loss.to(device) for loss in _losses(self.config, model))
 
     def param_groups(self, model) -> list[dict]:
@@ -226,7 +228,7 @@ class StagingTask(TrainTask):
         for pos in range(0, len(order), c.batch_size):
             ids = order[pos:pos + c.batch_size]
             if len(ids) >= 2:  # a single-case batch: BatchNorm and the triplet miner need two
-                yield _batch(self.samples, ids, c.augment, c.seed, epoch, pos)
+                yield _batch(self.samples, ids, self.augmentation, c.seed, epoch, pos)
 
     def step(self, model, batch, epoch: int) -> StepOutput:
         x, valid, rep, y = (t.to(self.device) for t in batch)

@@ -22,6 +22,8 @@ FILE_OUTPUTS = {
     "predict usam": (["predict", "usam", "--model", "{dummy}", "-i", "{dummy}", "-o", "OUT"], ".nii.gz", "seg.png"),
     "predict staging": (["predict", "staging", "--model", "{dummy}", "-i", "{dummy}", "-o", "OUT"], ".json",
                         "stage.txt"),
+    "predict agcrc": (["predict", "agcrc", "--model", "{dummy}", "--ct", "{dummy}", "--ts", "{dummy}", "--out", "OUT"],
+                      ".nii.gz", "seg.png"),
 }
 FOLDER_OUTPUTS = {
     "phantom": ["phantom", "--out", "OUT", "--n", "1"],
@@ -31,6 +33,10 @@ FOLDER_OUTPUTS = {
     "train usam": ["train", "usam", "--data", "{dummy}", "--out", "OUT"],
     "train staging": ["train", "staging", "--data", "{dummy}", "--out", "OUT"],
     "cv staging": ["cv", "staging", "--data", "{dummy}", "--out", "OUT"],
+    "prepare agcrc": ["prepare", "agcrc", "--msd", "{dummy}", "--ts", "{dummy}", "--out", "OUT"],
+    "pretrain agcrc": ["pretrain", "agcrc", "--data", "{dummy}", "--out", "OUT"],
+    "train agcrc": ["train", "agcrc", "--data", "{dummy}", "--out", "OUT"],
+    "cv agcrc": ["cv", "agcrc", "--data", "{dummy}", "--out", "OUT"],
 }
 
 

@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from procto.cli._app import app, console, cv_app, friendly_errors, predict_app, progress_bar, train_app
+from procto.cli._app import Device, app, console, cv_app, epoch_reporter, friendly_errors, int_list, predict_app, \
+    progress_bar, train_app
 from procto.util import torch_threads
 
 
@@ -32,13 +33,6 @@ class Variant(str, Enum):
     grouped = "grouped"
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
 def _model_name(size: Size, variant: Optional[Variant]) -> str:
     from procto.errors import InputError
 
@@ -49,32 +43,10 @@ def _model_name(size: Size, variant: Optional[Variant]) -> str:
     return f"rcsegnext_b_{variant.value}"
 
 
-def _int_list(text: str, what: str) -> list:
-    from procto.errors import InputError
-    from procto.util import parse_list
-
-    words = ("all",) if what == "--fold" else ()
-    values = parse_list(text, int, what=what, example="0 or 0,1,2", minimum=0, words=words)
-    if values is None:
-        raise InputError(f"{what} is empty")
-    return list(values)
-
-
 def _triple(text: Optional[str], what: str) -> Optional[tuple[int, int, int]]:
     from procto.util import parse_list
 
     return parse_list(text, int, n=3, what=f"{what} (z,y,x)", example="21,512,512", minimum=1)  # type: ignore
-
-
-def _epoch_reporter(progress, task):
-    def on_epoch(epoch: int, num_epochs: int, values: dict) -> None:
-        dice = values.get("dice_per_class_or_region")
-        desc = f"train (loss {values.get('train_losses', float('nan')):.3f}"
-        if isinstance(dice, list) and dice:
-            desc += ", pseudo Dice " + "/".join(f"{d:.2f}" for d in dice)
-        progress.update(task, total=num_epochs, completed=epoch, description=desc + ")")
-
-    return on_epoch
 
 
 # ------------------------------------------------------------------------------------------------------ train
@@ -111,13 +83,13 @@ def train_rcsegnext(
     if out is not None:
         check_output(out, kind="folder")
     model = _model_name(size, variant)
-    fold_value = _int_list(fold, "--fold")[0]
+    fold_value = int_list(fold, "--fold")[0]
     with progress_bar() as progress, torch_threads(threads):
         task = progress.add_task("plan, preprocess, train", total=None)
         result = train(
             data, fold_value, model=model, out=out, epochs=epochs, iters=iters, val_iters=val_iters, patch=patch,
             batch_size=batch_size, device=device.value, workers=workers, resume=resume, validate=validation,
-            on_epoch=_epoch_reporter(progress, task),
+            on_epoch=epoch_reporter(progress, task),
         )
     state = "resumed and finished" if result.resumed else "finished"
     console.print(f"{model} fold {fold_value} {state} ({result.epochs} epochs): {result.checkpoint}")
@@ -150,7 +122,7 @@ def predict_rcsegnext(
     from procto.infer.nnunet import check_prediction_output, predict
 
     check_prediction_output(output)
-    folds = _int_list(fold, "--fold") if fold is not None else None
+    folds = int_list(fold, "--fold") if fold is not None else None
     shape = _triple(resize_to, "--resize-to")
     with progress_bar() as progress, torch_threads(threads):
         task = progress.add_task("predict", total=None)
@@ -210,11 +182,11 @@ def cv_rcsegnext(
     if csv is not None:
         check_output(csv, suffixes=(".csv",))
     model = _model_name(size, variant)
-    fold_list = _int_list(folds, "--folds")
+    fold_list = int_list(folds, "--folds")
     with progress_bar() as progress, torch_threads(threads):
         folds_task = progress.add_task("cross-validation folds", total=len(fold_list))
         epoch_task = progress.add_task("train", total=None)
-        reporter = _epoch_reporter(progress, epoch_task)
+        reporter = epoch_reporter(progress, epoch_task)
 
         def on_fold(f: int, stage: str) -> None:
             if stage == "train":

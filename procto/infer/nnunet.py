@@ -134,7 +134,8 @@ def _initialize_procto_model(predictor, model_dir: Path, folds: Sequence[int | s
         return False
     network = create_model(model, input_channels=determine_num_input_channels(plans, configuration, dataset),
                            num_classes=plans.get_label_manager(dataset).num_segmentation_heads,
-                           spacing=[float(v) for v in configuration.spacing], deep_supervision=False)
+                           spacing=[float(v) for v in configuration.spacing], deep_supervision=False,
+                           **(configuration.configuration.get("procto_model_kwargs") or {}))
     network.load_state_dict(first["network_weights"])
     predictor.manual_initialization(network, plans, configuration, [r["network_weights"] for r in records], dataset,
                                     first["trainer_name"], first.get("inference_allowed_mirroring_axes"))

@@ -102,3 +102,83 @@ def staging_cv_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 __all__ += ["STAGING_CV_COLUMNS", "staging_cv_row", "staging_cv_table"]
+
+
+# ----------------------------------------------------------------------------------------------- AG-CRC (Tables III–IX)
+#: Columns of AG-CRC's result tables: Dice, precision, recall, NSD (4 mm tolerance), HD95 (mm; an empty prediction
+#: counts 1000 mm).
+AGCRC_COLUMNS = ("Model", "Dice", "PR", "RE", "NSD", "HD95")
+#: The per-case metric behind each value column, in column order.
+AGCRC_METRICS = ("dice", "precision", "recall", "nsd", "hd95")
+#: The paper's numbers (Dice, PR, RE, NSD, HD95), to print beside procto's: Table III (MSD-Colon, 5-fold
+#: cross-validation) and Table IX (+ Table VIII's M+P+F row; RJH-Colon test set, in-house data).
+AGCRC_PAPER = {
+    "msd": {
+        "nnUNet": (0.4559, 0.6330, 0.4739, 0.5204, 238.04),
+        "AG-CRC": (0.5086, 0.5907, 0.5294, 0.5804, 125.15),
+    },
+    "rjh": {
+        "nnUNet (CT)": (0.6001, 0.6898, 0.6264, 0.6338, 162.00),
+        "M": (0.6490, 0.7062, 0.6864, 0.6899, 126.34),
+        "M+P": (0.6616, 0.7569, 0.6734, 0.7103, 115.40),
+        "M+P+F": (0.6963, 0.7413, 0.7238, 0.7384, 91.14),
+        "M+P+S": (0.6900, 0.7163, 0.7308, 0.7354, 85.16),
+        "M+P+S+F": (0.6935, 0.7270, 0.7275, 0.7428, 78.33),
+    },
+}
+
+
+def agcrc_config_label(config: str) -> str:
+    """The paper's name of a configuration: ``"MPSF"`` → ``"M+P+S+F"`` (Table IX: modality, AG-sampling, AG-SSL,
+    AF-loss)."""
+    return "+".join(str(config).upper())
+
+
+def agcrc_cell(metric: str, mean: float, sd: float | None = None) -> str:
+    """One value as the paper prints it: 4 decimals for Dice/PR/RE/NSD, 2 for HD95 (mm); ``"0.5086 ± 0.0312"`` with
+    an SD."""
+    digits = 2 if metric == "hd95" else 4
+    return mean_sd_cell(mean, sd, 1.0, digits, sep=" ± ")
+
+
+def _value(item: Any) -> tuple[float, float | None]:
+    """``(mean, sd)`` of a :class:`procto.metrics.MeanSD`-like object or a plain number."""
+    if hasattr(item, "mean"):
+        return float(item.mean), (None if getattr(item, "sd", None) is None else float(item.sd))
+    return float(item), None
+
+
+def agcrc_row(name: str, summary: Mapping[str, Any]) -> dict[str, str]:
+    """A row of AG-CRC's tables: ``summary`` maps each of :data:`AGCRC_METRICS` to a mean ± sd (``MeanSD``) or a
+    number."""
+    row = {"Model": name}
+    for column, metric in zip(AGCRC_COLUMNS[1:], AGCRC_METRICS):
+        row[column] = agcrc_cell(metric, *_value(summary[metric]))
+    return row
+
+
+def agcrc_cv_table(table: Mapping[Any, Mapping[str, Any]], folds: Sequence[Any], name: str,
+                   separate_sd: bool = False) -> tuple[list[str], list[dict[str, str]]]:
+    """AG-CRC's table layout of a cross-validation ``table`` (:func:`procto.metrics.fold_table` over per-case
+    ``dice``, ``precision``, ``recall``, ``nsd``, ``hd95``): a row per fold (the fold's case means), then ``name``
+    with the mean ± sd across the folds' means (Table III reports the model row).  ``separate_sd``: the model row
+    holds the means and a row ``± sd`` below it the SDs (narrow terminals).  Returns (columns, rows)."""
+    across = [k for k in table if k not in folds][0]
+    rows = [agcrc_row(f"Fold {f}", {m: table[f][m].mean for m in AGCRC_METRICS}) for f in folds]
+    if separate_sd:
+        rows.append(agcrc_row(name, {m: table[across][m].mean for m in AGCRC_METRICS}))
+        rows.append(agcrc_row("± sd", {m: table[across][m].sd for m in AGCRC_METRICS}))
+    else:
+        rows.append(agcrc_row(name, table[across]))
+    return list(AGCRC_COLUMNS), rows
+
+
+def agcrc_paper_rows(dataset: str = "msd") -> list[dict[str, str]]:
+    """The paper's rows of :data:`AGCRC_PAPER` (``"msd"``: Table III, ``"rjh"``: Table IX) in the table layout, the
+    model names suffixed ``(paper, MSD)`` or ``(paper, RJH)``."""
+    return [agcrc_row(f"{model} (paper, {dataset.upper()})", dict(zip(AGCRC_METRICS, values)))
+            for model, values in AGCRC_PAPER[dataset].items()]
+
+
+__all__ += ["AGCRC_COLUMNS", "AGCRC_METRICS", "AGCRC_PAPER", "agcrc_config_label", "agcrc_cell", "agcrc_row",
+            "agcrc_cv_table", "agcrc_paper_rows"]

@@ -207,6 +207,25 @@ def register_paper_complexity(name: str) -> Callable:
     return deco
 
 
+@register_paper_complexity("agcrc_unet")
+def _count_agcrc() -> dict:
+    """AG-CRC §IV-C: nnU-Net's U-Net at 5.0 × 0.78 × 0.78 mm, "32 convolution or transposed convolution layers
+    (including the auxiliary deep supervision heads) and … 31M parameters" (every parameter counts)."""
+    from procto.nets.agcrc import PAPER_TARGET_SPACING, REFERENCE_PATCH
+    from procto.nets.registry import create_model
+
+    kwargs = {"input_channels": 3, "num_classes": 2, "spacing": PAPER_TARGET_SPACING, "patch_size": REFERENCE_PATCH}
+    model = create_model("agcrc_unet", **kwargs)
+    counts = torch_counts(model)
+    return {"name": "agcrc_unet", "params": counts["params_torch"], "params_tunable": counts["params_tunable_torch"],
+            "macs": None, **counts, "params_text": _millions(counts["params_torch"]),
+            "convention": "every parameter, deep-supervision heads included",
+            "paper": {"params": 31_000_000, "params_tunable": None, "macs": None,
+                      "source": "AG-CRC §IV-C ('31M', 32 conv layers; patch not reported)"},
+            "input_size": None, "model_kwargs": kwargs, "conv_layers": len(model.conv_layers()),
+            "note": f"patch {REFERENCE_PATCH} (a patch nnU-Net plans at the paper's spacing); the paper gives no MACs"}
+
+
 def _count_sam_family(name: str, **kwargs) -> dict:
     from procto.nets.registry import create_model
 

@@ -16,12 +16,27 @@ T2-weighted MRI (Rician noise, bias field).
 Maps per case: ``label`` (0 background, 1 rectum, 2 tumour), ``nodes`` (instances 1..K), ``organs``
 (TotalSegmentator v2 ids, :data:`ORGAN_IDS`), ``layers`` (1 mucosa/submucosa, 2 muscularis, 3 mesorectal fat),
 ``tissue`` (:class:`Tissue`).
+
+``make_case(..., tumour_site="colon")`` puts the tumour in the sigmoid colon above the rectum (CT).  For AG-CRC
+(:mod:`procto.phantom.mos`): :func:`word_map` (WORD ids, rectum 13), the MOS errors :func:`delete_tumour` and
+:func:`swap_colon_small_bowel`, and :func:`agcrc_cases` for :func:`procto.preprocess.agcrc.write_agcrc_dataset`.
 """
 
 from procto.phantom.case import CohortEntry, PhantomCase, cohort_plan, make_case, make_cohort
 from procto.phantom.grid import Grid, default_grid
 from procto.phantom.labels import LABELS, LAYERS, ORGAN_IDS, n_category
+from procto.phantom.mos import (
+    MOS_ERRORS,
+    TS_TO_WORD,
+    WORD_IDS,
+    agcrc_cases,
+    delete_tumour,
+    swap_colon_small_bowel,
+    ts_to_word,
+    word_map,
+)
 from procto.phantom.tissues import Tissue
+from procto.phantom.tumour import TUMOUR_SITES
 from procto.phantom.writers import (
     LAYOUTS,
     canonical_axial,
@@ -52,4 +67,13 @@ __all__ = [
     "LAYOUTS",
     "Tissue",
     "n_category",
+    "TUMOUR_SITES",
+    "WORD_IDS",
+    "TS_TO_WORD",
+    "MOS_ERRORS",
+    "word_map",
+    "ts_to_word",
+    "delete_tumour",
+    "swap_colon_small_bowel",
+    "agcrc_cases",
 ]

@@ -30,7 +30,7 @@ from procto.phantom.labels import LABELS, LAYERS, MAX_NODES, N_CATEGORIES, T_STA
 from procto.phantom.mri import render_mri
 from procto.phantom.nodes import sample_nodes
 from procto.phantom.render import render
-from procto.phantom.tumour import sample_tumour
+from procto.phantom.tumour import TUMOUR_SITES, sample_tumour
 
 MODALITIES = ("ct", "mri")
 _STREAMS = ("anatomy", "stage", "tumour", "nodes", "grid", "render", "intensity")
@@ -103,12 +103,23 @@ def _check_choice(name: str, value, allowed) -> None:
         raise InputError(f"{name} must be one of {', '.join(map(str, allowed))} or None, got {value!r}")
 
 
-def _fov_center(modality: str, grid_shape, spacing, anat, rng: np.random.Generator) -> tuple[float, float, float]:
+def _tumour_top(anat, tumour) -> float:
+    """Highest level (z, mm) of a colon tumour's stretch of bowel, with a margin; -inf for a rectal tumour (the
+    automatic CT field of view keeps the rectum anyway)."""
+    if tumour.site == "rectum":
+        return -np.inf
+    bowel = anat.bowel
+    near = np.abs(bowel.s - tumour.s_center) <= tumour.length / 2
+    return float((bowel.tube.points[near, 0] + bowel.radius[near]).max()) + 10.0
+
+
+def _fov_center(modality: str, grid_shape, spacing, anat, rng: np.random.Generator,
+                top: float = -np.inf) -> tuple[float, float, float]:
     lm = anat.landmarks
     jit = rng.uniform(-1, 1, size=3)
     if modality == "ct":
         fov_z = grid_shape[0] * spacing[0]
-        top_needed = lm["z_rs"] + 22.0
+        top_needed = max(lm["z_rs"] + 22.0, top)
         bottom_pref = -45.0
         if fov_z >= top_needed - bottom_pref:
             bottom = bottom_pref - 8.0 * abs(jit[0])
@@ -121,7 +132,7 @@ def _fov_center(modality: str, grid_shape, spacing, anat, rng: np.random.Generat
 def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_mm: float | None = None,
               center=None, t_stage: str | None = None, n_nodes: int | None = None, noise: float = 1.0,
               blur: bool = True, bias: bool = True, sex: str | None = None, lumen: str | None = None,
-              case_id: str | None = None) -> PhantomCase:
+              case_id: str | None = None, tumour_site: str = "rectum") -> PhantomCase:
     """Generate one synthetic patient.
 
     Args:
@@ -144,6 +155,10 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
         sex: "male" | "female" | None (random).
         lumen: rectal lumen "gas" | "fluid" | None (random).
         case_id: identifier; default ``phantom_{modality}_{seed}``.
+        tumour_site: "rectum" (default) or "colon" (CT only): a tumour of the same size and stage in the sigmoid
+            colon 20–60 mm above the rectosigmoid junction, still label 2 (``label`` 1 stays the rectum) and organ
+            colon 20; the automatic field of view is raised to include it when the field is short (with
+            ``shape=(32, 96, 96)`` at 5 mm the rectum's lower part is then cut off).  Same seed → same patient.
 
     Returns:
         a :class:`PhantomCase`.
@@ -159,12 +174,12 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
     """
     t0 = time.perf_counter()
     modality = str(modality).lower()
-    _check_options(seed, modality, t_stage, n_nodes, noise, sex, lumen)
+    _check_options(seed, modality, t_stage, n_nodes, noise, sex, lumen, tumour_site)
     streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(len(_STREAMS)))))
 
     anat = sample_anatomy(streams["anatomy"], sex=sex, lumen=lumen, modality=modality)
     t_stage, n_nodes = _draw_stage(streams["stage"], t_stage, n_nodes)
-    tumour = sample_tumour(streams["tumour"], anat.bowel, t_stage)
+    tumour = sample_tumour(streams["tumour"], anat.bowel, t_stage, tumour_site)
     nodes = sample_nodes(streams["nodes"], anat.bowel, tumour, n_nodes)
     grid, center = _field_of_view(modality, shape, spacing, fov_mm, center, anat, tumour, streams["grid"])
     maps = render(anat, tumour, nodes, grid, streams["render"])
@@ -174,15 +189,19 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
         img = render_mri(maps.tissue, grid, streams["intensity"], noise=noise, blur=blur, bias=bias)
     options = {"shape": list(grid.shape), "spacing": list(grid.spacing), "center": [float(c) for c in center],
                "t_stage": t_stage, "n_nodes": n_nodes, "noise": noise, "blur": blur, "bias": bias,
-               "sex": anat.sex, "lumen": anat.lumen}
+               "sex": anat.sex, "lumen": anat.lumen, "tumour_site": tumour_site}
     case = _assemble(case_id or f"phantom_{modality}_{int(seed)}", int(seed), modality, grid, img, maps, anat,
                      tumour, nodes, options)
     case.seconds = time.perf_counter() - t0
     return case
 
 
-def _check_options(seed, modality: str, t_stage, n_nodes, noise: float, sex, lumen) -> None:
+def _check_options(seed, modality: str, t_stage, n_nodes, noise: float, sex, lumen, tumour_site) -> None:
     """Raise :class:`InputError` on a bad option of :func:`make_case` (``center`` is checked with the grid)."""
+    if tumour_site not in TUMOUR_SITES:
+        raise InputError(f"tumour_site must be one of {', '.join(TUMOUR_SITES)}, got {tumour_site!r}")
+    if tumour_site == "colon" and modality == "mri":
+        raise InputError("tumour_site 'colon' is for CT only (the MRI field of view holds the rectum)")
     _check_choice("modality", modality, MODALITIES)
     _check_choice("t_stage", t_stage, T_STAGES)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -209,7 +228,7 @@ def _field_of_view(modality: str, shape, spacing, fov_mm, center, anat, tumour,
     """The image grid and its physical centre: ``shape``/``spacing``/``fov_mm`` (or the modality's defaults) centred
     on ``center`` (None: the automatic field of view; "tumour" / "rectum"; or a physical (z, y, x) point)."""
     probe = default_grid(modality, shape, spacing, fov_mm, center=(0.0, 0.0, 0.0))
-    auto_center = _fov_center(modality, probe.shape, probe.spacing, anat, rng)
+    auto_center = _fov_center(modality, probe.shape, probe.spacing, anat, rng, _tumour_top(anat, tumour))
     if center is None:
         center = auto_center
     elif isinstance(center, str):

@@ -77,7 +77,8 @@ def _fits(bowel: Bowel, tumour: Tumour | None, k: int, theta: float, rho: float,
 
 def sample_nodes(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, n: int,
                  max_attempts: int = 600) -> list[Node]:
-    """Place ``n`` nodes in the mesorectum of ``bowel`` (clear of ``tumour``).
+    """Place ``n`` nodes in the mesorectum of ``bowel`` (clear of ``tumour``), preferably near a rectal tumour's
+    level (the middle of the rectum for a colon tumour: the phantom has no mesocolon).
 
     Raises:
         RuntimeError: when fewer than ``n`` nodes fit after ``max_attempts`` tries (does not happen for the anatomy
@@ -85,7 +86,7 @@ def sample_nodes(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, 
     """
     nodes: list[Node] = []
     L = bowel.rectum_length
-    s_pref = tumour.s_center if tumour is not None else L / 2
+    s_pref = tumour.s_center if tumour is not None and tumour.site == "rectum" else L / 2
     tube = bowel.tube
     for attempt in range(max_attempts):
         if len(nodes) == n:

@@ -260,11 +260,17 @@ def _nearest_free_mesorectal_voxel(grid: Grid, node: Node, solid, layers: np.nda
 def _paint_tumour(c: _Canvas, bowel, tumour: Tumour, hit: _BowelHit, label: np.ndarray,
                   node_map: np.ndarray) -> dict:
     """Paint the tumour over wall, mesorectum and nodes; a T3 front thinner than a voxel is deepened (``tumour``'s
-    extramural depth ×1.4 per try, six tries at most) until it reaches a mesorectal voxel.  Returns its voxel counts."""
+    extramural depth ×1.4 per try, six tries at most) until it reaches a mesorectal voxel (a colon tumour's: a voxel
+    of pericolic fat; its extramural part is kept to that fat).  Returns its voxel counts."""
     flat, meso = hit.flat, hit.meso
+    if tumour.site == "colon":  # no mesorectum: the front grows into the pericolic (visceral) fat only
+        fat = c.tissue.reshape(-1)[flat] == Tissue.VISCERAL_FAT
+        meso = fat & (hit.rho >= bowel.r_out(hit.k, hit.theta))
     for _ in range(6):
         mask, inner, outer = tumour.extent(bowel, hit.k, hit.theta)
         tum = mask & (hit.rho >= inner) & (hit.rho < outer)
+        if tumour.site == "colon":
+            tum &= (hit.rho < bowel.r_out(hit.k, hit.theta)) | meso
         extramural = int((tum & meso).sum())
         if tumour.t_stage == "T2" or extramural > 0 or not tum.any():
             break

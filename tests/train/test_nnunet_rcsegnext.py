@@ -81,22 +81,26 @@ def test_nnunet_finds_every_trainer_through_ext_trainer_path(name, tr, monkeypat
     register_trainer_path()
     cls = recursive_find_trainer_class_by_name(name)
     assert cls is getattr(tr, name)  # the very class procto defines, not a copy imported under another name
-    model = next(m for m, (n, _) in TRAINER_TABLE.items() if n == name)
-    assert cls is tr.TRAINERS[model] and cls.model_name == model
+    key = next(k for k, spec in TRAINER_TABLE.items() if spec.class_name == name)
+    assert cls is tr.TRAINERS[key] and cls.model_name == TRAINER_TABLE[key].model and cls.trainer_key == key
     assert cls.__module__ == tr.__name__ and cls.__qualname__ == name  # pickles by reference
 
 
 def test_trainer_classes_come_from_the_table_only(tr):
-    """One table entry per trainer: every generated class is a ProctoNNUNetTrainer whose only own attributes are its
-    model name, docstring and module (nothing written by hand per model); the old module path still gives them."""
+    """One table entry per trainer: every generated class is a subclass of its family's base class whose only own
+    attributes are its model name, trainer key, the family's options, docstring and module (nothing written by hand
+    per model); the old module path still gives them."""
     import pickle
 
     import procto.train.nnunet_rcsegnext as old_path
 
     assert set(tr.TRAINERS) == set(TRAINER_TABLE)
-    for model, cls in tr.TRAINERS.items():
-        assert cls.__bases__ == (tr.ProctoNNUNetTrainer,)
-        assert set(vars(cls)) <= {"model_name", "__doc__", "__module__", "__qualname__"}
+    for key, cls in tr.TRAINERS.items():
+        spec = TRAINER_TABLE[key]
+        assert cls.__bases__ == (tr.FAMILIES[spec.family],)
+        assert issubclass(cls, tr.ProctoNNUNetTrainer)
+        options = {name for name, _ in spec.options}
+        assert set(vars(cls)) <= {"model_name", "trainer_key", "__doc__", "__module__", "__qualname__"} | options
         assert pickle.loads(pickle.dumps(cls)) is cls
         assert getattr(old_path, cls.__name__) is cls
 

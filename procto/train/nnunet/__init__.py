@@ -1,8 +1,10 @@
 """Training procto models through nnU-Net v2 from Python: planning/preprocessing, training, cross-validation, and the
-trainer classes nnU-Net finds by name.  Generic over the models of one table (RCSegNeXt-B/-L and its ablations now)
-and over the number of input channels (what the data set's ``dataset.json`` lists).
+trainer classes nnU-Net finds by name.  Generic over the trainers of one table (RCSegNeXt-B/-L and its ablations;
+AG-CRC's configurations, sampling variants and AG-SSL pre-training) and over the number of input channels (what the
+data set's ``dataset.json`` lists).
 
-These are what ``procto train rcsegnext`` and ``procto cv rcsegnext`` call; prediction is :mod:`procto.infer.nnunet`
+These are what ``procto train rcsegnext`` and ``procto cv rcsegnext`` call (AG-CRC's own entry points are
+:mod:`procto.train.agcrc`); prediction is :mod:`procto.infer.nnunet`
 (re-exported here: ``predict``, ``plan_outputs``, ``NNUNetPredictor``/``RCSegNeXtPredictor``, ``find_model_dir``).
 
 >>> from procto.train.nnunet import train, predict          # doctest: +SKIP
@@ -11,8 +13,10 @@ These are what ``procto train rcsegnext`` and ``procto cv rcsegnext`` call; pred
 
 Modules:
 
-* :mod:`~procto.train.nnunet.models` — the table model name → nnU-Net trainer class name (light);
-* :mod:`~procto.train.nnunet.trainers` — the trainer classes generated from it (imports nnU-Net);
+* :mod:`~procto.train.nnunet.models` — the table trainer key → class name, network, family (light);
+* :mod:`~procto.train.nnunet.trainers` — the trainer classes generated from it (imports nnU-Net), on the bases
+  :mod:`~procto.train.nnunet.base` (procto network + paper settings) and :mod:`~procto.train.nnunet.agcrc_trainer`
+  (AG-CRC's sampling, AF-loss and AG-SSL; patch-centre strategies in :mod:`~procto.train.nnunet.agcrc_data`);
 * :mod:`~procto.train.nnunet.options` — the trainers' settings (paper values, environment overrides);
 * :mod:`~procto.train.nnunet.dataset` — raw data set check, nnU-Net's folders, planning and preprocessing;
 * :mod:`~procto.train.nnunet.run` — :func:`train` in named steps;

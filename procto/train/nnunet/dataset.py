@@ -72,12 +72,37 @@ def preprocessed_ready(folders: NNUNetFolders, dataset_name: str) -> bool:
     return len(have) >= n_cases
 
 
+def planned_spacing(folders: NNUNetFolders, dataset_name: str) -> list[float] | None:
+    """The 3d_fullres target spacing of the data set's existing plans (None without plans)."""
+    try:
+        plans = json.loads((folders.preprocessed / dataset_name / f"{PLANS}.json").read_text())
+        return [float(s) for s in plans["configurations"][CONFIGURATION]["spacing"]]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def check_target_spacing(target_spacing) -> list[float] | None:
+    """A target spacing (z, y, x) of three positive numbers, or None."""
+    if target_spacing is None:
+        return None
+    values = [float(s) for s in target_spacing]
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise InputError(f"target spacing must be three positive numbers (z, y, x), got {tuple(target_spacing)}")
+    return values
+
+
 def plan_and_preprocess(dataset_id: int, dataset_name: str, folders: NNUNetFolders, num_processes: int | None = None,
-                        verbose: bool = False, check_integrity: bool = True) -> None:
+                        verbose: bool = False, check_integrity: bool = True, target_spacing=None) -> None:
     """nnU-Net's fingerprint extraction (with its data set integrity check unless ``check_integrity`` is False),
-    experiment planning and 3d_fullres preprocessing, unless already done.  Must run inside
+    experiment planning (3d_fullres at ``target_spacing`` (z, y, x) when given: nnU-Net's
+    ``-overwrite_target_spacing``) and 3d_fullres preprocessing, unless already done.  Must run inside
     :func:`procto.infer.nnunet_env.nnunet_environment`."""
+    target = check_target_spacing(target_spacing)
     if preprocessed_ready(folders, dataset_name):
+        have = planned_spacing(folders, dataset_name)
+        if target is not None and have is not None and not all(abs(a - b) < 1e-6 for a, b in zip(have, target)):
+            raise InputError(f"{dataset_name} was planned at spacing {tuple(have)}, not the requested "
+                             f"{tuple(target)}; use another output folder", folders.preprocessed / dataset_name)
         return
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprints,
@@ -92,9 +117,10 @@ def plan_and_preprocess(dataset_id: int, dataset_name: str, folders: NNUNetFolde
     except (AssertionError, FileNotFoundError, RuntimeError) as exc:  # nnU-Net's integrity check: one message each
         first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
         raise InputError(f"nnU-Net rejected the data set: {first}", folders.raw / dataset_name) from None
-    plan_experiments([dataset_id])
+    plan_experiments([dataset_id], overwrite_target_spacing=target)
     preprocess([dataset_id], PLANS, configurations=(CONFIGURATION,), num_processes=(n,), verbose=verbose,
                show_progress_bar=False)
 
 
-__all__ = ["DATASET_RE", "dataset_id_and_name", "resolve_folders", "preprocessed_ready", "plan_and_preprocess"]
+__all__ = ["DATASET_RE", "dataset_id_and_name", "resolve_folders", "preprocessed_ready", "planned_spacing",
+           "check_target_spacing", "plan_and_preprocess"]

@@ -9,7 +9,7 @@ value (see :mod:`procto.train.nnunet.trainers`).  This module imports nothing he
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from procto.errors import InputError
 from procto.util import parse_list
@@ -64,13 +64,38 @@ def skip_validation() -> bool:
     return os.environ.get(ENV_SKIP_VALIDATION, "").strip().lower() in ("1", "true", "yes")
 
 
-def trainer_settings() -> dict:
-    """The trainer's settings from the environment: ``patch``, ``batch_size``, ``num_epochs``, ``iters``,
-    ``val_iters``, ``initial_lr``, ``save_every``."""
+class ModelDefaults(NamedTuple):
+    """A model's paper settings where they differ between procto's nnU-Net models."""
+
+    #: Training epochs.
+    epochs: int
+    #: Training patch (z, y, x), capped by nnU-Net's planned patch; None: nnU-Net's planned patch itself.
+    patch: tuple[int, int, int] | None
+    #: Whether the network's topology depends on the patch (``create_model(..., patch_size=...)``, as nnU-Net's own
+    #: planned U-Net) rather than on the spacing only (RCSegNeXt's Algorithm 1).
+    patch_sized: bool
+
+
+#: RCSegNeXt (paper 004 §4.1): 100 epochs, patch 16×320×320.
+RCSEGNEXT_DEFAULTS = ModelDefaults(PAPER_NUM_EPOCHS, PAPER_PATCH_SIZE, False)
+#: AG-CRC (paper 001 §IV-C): 1000 epochs, nnU-Net's planned patch and network.
+AGCRC_DEFAULTS = ModelDefaults(1000, None, True)
+#: Model name (``procto.nets`` registry) → its defaults; models not listed use RCSegNeXt's.
+MODEL_DEFAULTS: dict[str, ModelDefaults] = {"agcrc_unet": AGCRC_DEFAULTS}
+
+
+def model_defaults(model: str) -> ModelDefaults:
+    """The paper settings of ``model`` (see :data:`MODEL_DEFAULTS`)."""
+    return MODEL_DEFAULTS.get(model, RCSEGNEXT_DEFAULTS)
+
+
+def trainer_settings(defaults: ModelDefaults = RCSEGNEXT_DEFAULTS) -> dict:
+    """The trainer's settings from the environment (unset: ``defaults``/the paper's): ``patch``, ``batch_size``,
+    ``num_epochs``, ``iters``, ``val_iters``, ``initial_lr``, ``save_every``."""
     return {
         "patch": parse_patch(os.environ.get(ENV_PATCH)),
         "batch_size": env_int(ENV_BATCH, PAPER_BATCH_SIZE),
-        "num_epochs": env_int(ENV_EPOCHS, PAPER_NUM_EPOCHS),
+        "num_epochs": env_int(ENV_EPOCHS, defaults.epochs),
         "iters": env_int(ENV_ITERS, DEFAULT_ITERS_PER_EPOCH),
         "val_iters": env_int(ENV_VAL_ITERS, DEFAULT_VAL_ITERS_PER_EPOCH),
         "initial_lr": env_float(ENV_LR, PAPER_INITIAL_LR),
@@ -105,6 +130,7 @@ __all__ = [
     "PAPER_PATCH_SIZE", "PAPER_SPACING", "PAPER_NUM_EPOCHS", "PAPER_BATCH_SIZE", "PAPER_INITIAL_LR",
     "DEFAULT_ITERS_PER_EPOCH", "DEFAULT_VAL_ITERS_PER_EPOCH", "DEFAULT_SAVE_EVERY",
     "ENV_EPOCHS", "ENV_ITERS", "ENV_VAL_ITERS", "ENV_BATCH", "ENV_PATCH", "ENV_LR", "ENV_SAVE_EVERY",
-    "ENV_SKIP_VALIDATION", "parse_patch", "env_int", "env_float", "skip_validation", "trainer_settings",
+    "ENV_SKIP_VALIDATION", "ModelDefaults", "RCSEGNEXT_DEFAULTS", "AGCRC_DEFAULTS", "MODEL_DEFAULTS", "model_defaults",
+    "parse_patch", "env_int", "env_float", "skip_validation", "trainer_settings",
     "training_env",
 ]

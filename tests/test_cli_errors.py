@@ -24,6 +24,8 @@ FILE_OUTPUTS = {
                         "stage.txt"),
     "predict agcrc": (["predict", "agcrc", "--model", "{dummy}", "--ct", "{dummy}", "--ts", "{dummy}", "--out", "OUT"],
                       ".nii.gz", "seg.png"),
+    "predict cosam": (["predict", "cosam", "--model", "{dummy}", "--ct", "{dummy}", "--out", "OUT"], ".nii.gz",
+                      "nodes.png"),
 }
 FOLDER_OUTPUTS = {
     "phantom": ["phantom", "--out", "OUT", "--n", "1"],
@@ -37,6 +39,7 @@ FOLDER_OUTPUTS = {
     "pretrain agcrc": ["pretrain", "agcrc", "--data", "{dummy}", "--out", "OUT"],
     "train agcrc": ["train", "agcrc", "--data", "{dummy}", "--out", "OUT"],
     "cv agcrc": ["cv", "agcrc", "--data", "{dummy}", "--out", "OUT"],
+    "train cosam": ["train", "cosam", "--data", "{dummy}", "--out", "OUT"],
 }
 
 

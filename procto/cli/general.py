@@ -20,6 +20,7 @@ class Layout(str, Enum):
     nnunet = "nnunet"
     care = "care"
     nifti = "nifti"
+    meply = "meply"
 
 
 # --------------------------------------------------------------------------------------------------- phantom
@@ -29,15 +30,23 @@ def phantom(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     n: int = typer.Option(10, "--n", "-n", min=1, help="Number of training cases."),
     n_test: int = typer.Option(0, "--n-test", min=0, help="Number of extra held-out test cases."),
-    modality: Modality = typer.Option(Modality.mri, help="ct (axial, HU) or mri (sagittal T2)."),
-    layout: Layout = typer.Option(Layout.nnunet, help="nnunet (raw dataset), care (2D npz slices) or nifti."),
+    modality: Optional[Modality] = typer.Option(None, help="ct (axial, HU) or mri (sagittal T2); default mri, ct for "
+                                                          "--layout meply."),
+    layout: Layout = typer.Option(Layout.nnunet, help="nnunet (raw dataset), care (2D npz slices), nifti, or meply "
+                                                      "(CoSAM: 2.5D 15-slice windows + 3D npz, CT)."),
     seed: int = typer.Option(0, help="Seed of the first case; cohorts are deterministic."),
     dataset_id: int = typer.Option(501, help="nnU-Net dataset id (nnunet layout)."),
     name: str = typer.Option("", help="Dataset name (default: ProctoPhantomCT / ProctoPhantomMRI)."),
     shape: Optional[str] = typer.Option(None, help="Volume shape z,y,x, e.g. 32,96,96."),
     spacing: Optional[str] = typer.Option(None, help="Spacing z,y,x in mm, e.g. 4.0,0.875,0.875."),
+    benign_nodes: Optional[str] = typer.Option(None, "--benign-nodes", help="Benign lymph nodes per case (0-8), or "
+                                               "lo,hi for a random count; default none."),
 ) -> None:
-    """Write a synthetic pelvic phantom cohort (images, rectum/tumour labels, nodes, organs, stage CSV)."""
+    """Write a synthetic pelvic phantom cohort (images, rectum/tumour labels, nodes, organs, stage CSV).
+
+    The meply layout (CT) defaults to a 96×128×128 grid at 1.25×0.7×0.7 mm centred on the tumour; its labels hold the
+    metastatic nodes only."""
+    from procto.errors import InputError
     from procto.io import check_output
     from procto.phantom import write_cohort
     from procto.util import parse_list
@@ -47,15 +56,21 @@ def phantom(
         options["shape"] = parse_list(shape, int, n=3, what="--shape", example="32,96,96", minimum=1)
     if spacing:
         options["spacing"] = parse_list(spacing, float, n=3, what="--spacing", example="4.0,0.875,0.875")
+    if benign_nodes:
+        counts = parse_list(benign_nodes, int, what="--benign-nodes", example="2 or 0,4", minimum=0)
+        if len(counts) > 2:
+            raise InputError(f"--benign-nodes takes a count or lo,hi, got {benign_nodes!r}")
+        options["benign_nodes"] = counts[0] if len(counts) == 1 else counts
+    mod = (modality.value if modality is not None else ("ct" if layout is Layout.meply else "mri"))
     check_output(out, kind="folder")
     with progress_bar() as progress:
-        task = progress.add_task(f"phantom {modality.value}", total=n + n_test)
+        task = progress.add_task(f"phantom {mod}", total=n + n_test)
         root = write_cohort(
-            out, n, modality.value, layout=layout.value, seed=seed, n_test=n_test, dataset_id=dataset_id,
+            out, n, mod, layout=layout.value, seed=seed, n_test=n_test, dataset_id=dataset_id,
             name=name or None,
             progress=lambda *_: progress.advance(task), **options,
         )
-    console.print(f"wrote {n + n_test} {modality.value} phantom cases ({layout.value} layout) to {root}")
+    console.print(f"wrote {n + n_test} {mod} phantom cases ({layout.value} layout) to {root}")
 
 
 # --------------------------------------------------------------------------------------------------- evaluate

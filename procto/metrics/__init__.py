@@ -6,6 +6,7 @@ One concept per module:
 * :mod:`procto.metrics.surface` — NSD, HD95, ASD with DeepMind ``surface-distance`` definitions (fast, exact);
 * :mod:`procto.metrics.labels` — all of the above per class of a label map (:func:`evaluate_labels`);
 * :mod:`procto.metrics.detection` — box IoU and COCO-style AP for 2D/3D boxes (equal to pycocotools);
+* :mod:`procto.metrics.nodes` — lymph nodes (CoSAM): pooled Dice/IoU, AP50 per window, 3D node AP, FROC, N category;
 * :mod:`procto.metrics.classification` — ROC AUC, accuracy, sensitivity, specificity (equal to scikit-learn);
 * :mod:`procto.metrics.aggregate` — mean ± sd per fold / across folds, paired t-test, formatting.
 
@@ -40,6 +41,21 @@ from procto.metrics.classification import (
 )
 from procto.metrics.detection import average_precision, box_iou
 from procto.metrics.labels import METRIC_NAMES, evaluate_labels
+from procto.metrics.nodes import (
+    FROC_FP_RATES,
+    PAPER_BOX_MARGIN,
+    FROCResult,
+    ap50_windows,
+    case_dice,
+    expand_boxes,
+    froc,
+    instances_to_boxes3d,
+    n_category,
+    n_category_accuracy,
+    node_ap3d,
+    per_case_dice,
+    pooled_dice_iou,
+)
 from procto.metrics.overlap import dice, iou, overlap_counts, precision, recall
 from procto.metrics.surface import SurfaceDistances, asd, hd95, nsd, surface_distances, surface_metrics
 
@@ -63,6 +79,20 @@ __all__ = [
     # detection
     "average_precision",
     "box_iou",
+    # lymph nodes (CoSAM)
+    "pooled_dice_iou",
+    "case_dice",
+    "per_case_dice",
+    "expand_boxes",
+    "ap50_windows",
+    "PAPER_BOX_MARGIN",
+    "instances_to_boxes3d",
+    "node_ap3d",
+    "froc",
+    "FROCResult",
+    "FROC_FP_RATES",
+    "n_category",
+    "n_category_accuracy",
     # classification
     "roc_auc",
     "accuracy",

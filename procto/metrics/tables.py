@@ -182,3 +182,129 @@ def agcrc_paper_rows(dataset: str = "msd") -> list[dict[str, str]]:
 
 __all__ += ["AGCRC_COLUMNS", "AGCRC_METRICS", "AGCRC_PAPER", "agcrc_config_label", "agcrc_cell", "agcrc_row",
             "agcrc_cv_table", "agcrc_paper_rows"]
+
+
+# ----------------------------------------------------------------------------------------------- CoSAM (Tables 2–4)
+#: Protocol labels of the CoSAM tables.  The paper's: reference-node-centred 112-px crops resized to 224, AP50 per
+#: window centre slice, Dice/IoU pooled over the evaluated slices; procto's default: whole CT volumes, fully automatic.
+COSAM_PAPER_PROTOCOL = "paper protocol"
+COSAM_WHOLE_PROTOCOL = "whole-volume protocol, not in the paper"
+#: Paper 004 (Meply) Table 2, segmentation on the test set: method → (Dice %, IoU %).
+COSAM_PAPER_TABLE2 = {
+    "U-Net": (68.35, 65.17), "MissFormer": (64.54, 47.64), "TransUnet": (67.61, 51.07), "V-Net": (66.37, 49.66),
+    "DoubleUnet": (65.40, 48.59), "SwinUnet": (68.47, 52.05), "UCTransNet": (68.68, 52.30),
+    "AttenUnet": (65.23, 48.40), "MultiResUnet": (69.05, 52.73), "SAM": (67.74, 46.77), "SAMed": (70.79, 54.79),
+    "U-SAM": (69.08, 52.76), "CoSAM": (74.12, 58.59),
+}
+#: CoSAM's Dice / IoU (%) as the paper's text (§5.2) states them (Table 2 prints 74.12 / 58.59).
+COSAM_PAPER_TEXT_DICE_IOU = (74.21, 59.00)
+#: Table 3: the detector's AP50 by window size L (the paper uses 9; 11 is best).
+COSAM_PAPER_TABLE3 = {5: 0.820, 7: 0.835, 9: 0.845, 11: 0.849, 13: 0.839, 15: 0.810}
+#: Table 4 (ablation): (E2E joint training, CCM) → (AP50, Dice %).
+COSAM_PAPER_TABLE4 = {(False, False): (0.849, 59.45), (True, False): (0.847, 69.46), (True, True): (0.875, 74.12)}
+#: Average false positives per scan of the whole-volume table's FROC rows.
+COSAM_FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _cosam_pct(value: Any, digits: int = 2) -> str:
+    """A fraction (0–1) printed in % (``"74.12"``), ``"n/a"`` when missing or NaN."""
+    return "n/a" if value is None else mean_sd_cell(float(value), None, 100.0, digits)
+
+
+def _cosam_num(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else mean_sd_cell(float(value), None, 1.0, digits)
+
+
+def cosam_table2(rows: Sequence[tuple[str, float, float]] = (), *, paper: bool = True) -> str:
+    """CoSAM's Table 2 layout (Markdown, with a caption line): Method, Dice (%), IoU (%), Source.  ``rows``:
+    procto's ``(method, dice, iou)`` in 0–1, pooled over the evaluated centre slices (paper protocol); ``paper``: the
+    paper's rows first (:data:`COSAM_PAPER_TABLE2` and CoSAM's pair from the text)."""
+    columns = ("Method", "Dice (%)", "IoU (%)", "Source")
+    out = []
+    if paper:
+        out += [dict(zip(columns, (m, f"{d:.2f}", f"{i:.2f}", "paper, Table 2")))
+                for m, (d, i) in COSAM_PAPER_TABLE2.items()]
+        d, i = COSAM_PAPER_TEXT_DICE_IOU
+        out.append(dict(zip(columns, ("CoSAM", f"{d:.2f}", f"{i:.2f}", "paper, text §5.2"))))
+    out += [dict(zip(columns, (name, _cosam_pct(d), _cosam_pct(i), "procto"))) for name, d, i in rows]
+    caption = (f"Table 2 — node segmentation, Dice / IoU (%) pooled over the evaluated centre slices "
+               f"({COSAM_PAPER_PROTOCOL}: 112-px crops around a reference node, resized to 224)")
+    return caption + "\n\n" + markdown_table(columns, out)
+
+
+def cosam_table3(ap50_by_window: Mapping[int, float] | None = None, *, label: str = "procto") -> str:
+    """CoSAM's Table 3 layout (Markdown): AP50 of the detector by window size L (5…15 and any other measured L), the
+    paper's column beside ``label``'s (``ap50_by_window``: L → AP50 per window centre slice, paper protocol)."""
+    measured = dict(ap50_by_window or {})
+    columns = ("Window L", "AP50 (paper)", f"AP50 ({label})")
+    rows = [dict(zip(columns, (str(w), _cosam_num(COSAM_PAPER_TABLE3.get(w)), _cosam_num(measured.get(w)))))
+            for w in sorted(set(COSAM_PAPER_TABLE3) | set(measured))]
+    caption = f"Table 3 — detector AP50 vs window size ({COSAM_PAPER_PROTOCOL}: AP50 per window centre slice)"
+    return caption + "\n\n" + markdown_table(columns, rows)
+
+
+def cosam_table4(results: Mapping[tuple[bool, bool], tuple[float, float]] | None = None, *,
+                 label: str = "procto") -> str:
+    """CoSAM's Table 4 layout (Markdown): the E2E / CCM ablation, AP50 and Dice (%) of the paper beside ``label``'s
+    (``results``: ``(e2e, ccm)`` → ``(ap50, dice)`` with Dice in 0–1, paper protocol)."""
+    measured = dict(results or {})
+    columns = ("E2E", "CCM", "AP50 (paper)", "Dice % (paper)", f"AP50 ({label})", f"Dice % ({label})")
+    rows = []
+    for key in sorted(set(COSAM_PAPER_TABLE4) | set(measured)):
+        ap, dice = COSAM_PAPER_TABLE4.get(key, (None, None))
+        ours = measured.get(key, (None, None))
+        rows.append(dict(zip(columns, ("✓" if key[0] else "✗", "✓" if key[1] else "✗", _cosam_num(ap),
+                                       "n/a" if dice is None else f"{dice:.2f}", _cosam_num(ours[0]),
+                                       _cosam_pct(ours[1])))))
+    caption = ("Table 4 — ablation of joint training (E2E) and collaborative classification (CCM) "
+               f"({COSAM_PAPER_PROTOCOL})")
+    return caption + "\n\n" + markdown_table(columns, rows)
+
+
+def _cosam_froc(froc: Any, rates: Sequence[float]) -> list[float | None]:
+    """Sensitivities at ``rates`` from a :class:`procto.metrics.nodes.FROCResult` (or anything with
+    ``sensitivity_at``) or a mapping rate → sensitivity; None where unknown."""
+    if froc is None:
+        return [None] * len(rates)
+    if hasattr(froc, "sensitivity_at"):
+        return [float(froc.sensitivity_at(r)) for r in rates]
+    given = {float(k): v for k, v in dict(froc).items()}
+    return [None if given.get(float(r)) is None else float(given[float(r)]) for r in rates]
+
+
+def _cosam_mean_sd(item: Any) -> str:
+    if item is None:
+        return "n/a"
+    mean, sd = _value(item) if not isinstance(item, (tuple, list)) else (float(item[0]), float(item[1]))
+    return mean_sd_cell(mean, sd, 100.0, 2, " ± ")
+
+
+def cosam_whole_volume_table(results: Mapping[str, Mapping[str, Any]],
+                             fp_rates: Sequence[float] = COSAM_FROC_RATES) -> str:
+    """procto's whole-volume CoSAM table (Markdown; not in the paper): one column per model, one row per metric.
+    ``results``: model → mapping with any of ``ap50_2d`` (AP50 per slice, pycocotools), ``ap3d`` (3D node AP at IoU
+    0.1), ``froc`` (a ``FROCResult`` or rate → sensitivity), ``dice`` (pooled, 0–1), ``dice_per_case`` (``MeanSD`` or
+    ``(mean, sd)``), ``n_accuracy`` (0–1); a missing value prints ``n/a``."""
+    names = list(results)
+    columns = ("Metric", *names)
+    cells: dict[str, list[str]] = {
+        "2D AP50 (per slice, pycocotools)": [_cosam_num(results[n].get("ap50_2d")) for n in names],
+        "3D node AP@0.1 (nnDetection)": [_cosam_num(results[n].get("ap3d")) for n in names],
+    }
+    froc = {n: _cosam_froc(results[n].get("froc"), fp_rates) for n in names}
+    for k, rate in enumerate(fp_rates):
+        cells[f"FROC sensitivity @ {rate:g} FP/scan"] = [_cosam_num(froc[n][k]) for n in names]
+    cells["FROC mean sensitivity"] = [
+        "n/a" if None in froc[n] else _cosam_num(sum(froc[n]) / len(froc[n])) for n in names]
+    cells["Dice pooled (%)"] = [_cosam_pct(results[n].get("dice")) for n in names]
+    cells["Dice per case (%, mean ± sd)"] = [_cosam_mean_sd(results[n].get("dice_per_case")) for n in names]
+    cells["N-category accuracy (%)"] = [_cosam_pct(results[n].get("n_accuracy"), 1) for n in names]
+    rows = [dict(zip(columns, (metric, *values))) for metric, values in cells.items()]
+    caption = (f"procto — node detection and segmentation on whole CT volumes ({COSAM_WHOLE_PROTOCOL}: fully "
+               f"automatic, N0 patients included)")
+    return caption + "\n\n" + markdown_table(columns, rows)
+
+
+__all__ += ["COSAM_PAPER_PROTOCOL", "COSAM_WHOLE_PROTOCOL", "COSAM_PAPER_TABLE2", "COSAM_PAPER_TEXT_DICE_IOU",
+            "COSAM_PAPER_TABLE3", "COSAM_PAPER_TABLE4", "COSAM_FROC_RATES", "cosam_table2", "cosam_table3",
+            "cosam_table4", "cosam_whole_volume_table"]

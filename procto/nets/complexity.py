@@ -226,6 +226,22 @@ def _count_agcrc() -> dict:
             "note": f"patch {REFERENCE_PATCH} (a patch nnU-Net plans at the paper's spacing); the paper gives no MACs"}
 
 
+def _count_cosam(name: str) -> dict:
+    """CoSAM (paper 004): the paper reports no parameter counts; procto's default models counted plainly."""
+    from procto.nets.registry import create_model
+
+    model = create_model(name)
+    counts = torch_counts(model)
+    return {"name": name, "params": counts["params_torch"], "params_tunable": counts["params_tunable_torch"],
+            "macs": None, **counts, "params_text": _millions(counts["params_torch"]),
+            "convention": "every parameter (torch count)", "paper": None, "input_size": None, "model_kwargs": {},
+            "note": "CoSAM's paper gives no parameter or MAC counts (window-size ablation only, Table 3)"}
+
+
+register_paper_complexity("cosam")(lambda: _count_cosam("cosam"))
+register_paper_complexity("cosam_detector")(lambda: _count_cosam("cosam_detector"))
+
+
 def _count_sam_family(name: str, **kwargs) -> dict:
     from procto.nets.registry import create_model
 

@@ -16,7 +16,8 @@ _REGISTRY: dict[str, Callable] = {}
 
 #: Modules that register models when imported.  ``list_models``/``create_model`` import them on first use, so that
 #: ``import procto`` stays light.
-_MODEL_MODULES: list[str] = ["procto.nets.rcsegnext", "procto.nets.usam", "procto.nets.staging", "procto.nets.agcrc"]
+_MODEL_MODULES: list[str] = ["procto.nets.rcsegnext", "procto.nets.usam", "procto.nets.staging", "procto.nets.agcrc",
+                              "procto.nets.cosam"]
 
 
 def register_model(name: str | None = None) -> Callable[[Callable], Callable]:

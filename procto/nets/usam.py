@@ -33,7 +33,9 @@ Prompts (optional, per image, in pixel coordinates of the 224×224 input, SAM's 
   SAM's "not a point" embedding).
 
 ``forward`` returns logits ``(B, num_classes, 224, 224)``; with ``return_aux=True`` a dict with ``logits``,
-``lowres_logits`` (the H/2 head for U-SAM, the 56×56 masks for SAM) and ``iou`` (the IoU head's output).
+``lowres_logits`` (the H/2 head for U-SAM, the 56×56 masks for SAM), ``iou`` (the IoU head's output) and
+``mask_tokens`` (the two-way transformer's mask-token outputs ``(B, T, 256)``: CoSAM's collaborative classifier reads
+their mean).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class SamMaskDecoder(MaskDecoder):
         )
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        return masks, self.iou_prediction_head(iou_out)
+        return masks, self.iou_prediction_head(iou_out), mask_tokens_out
 
 
 class USamMaskDecoder(MaskDecoder):
@@ -177,7 +179,7 @@ class USamMaskDecoder(MaskDecoder):
         maps = (hyper_in @ x.reshape(b, c, h * w)).reshape(b, -1, h, w)
         logits = self.head(self.up1(maps, f0))
         lowres = self.lowres_head(maps)
-        return logits, lowres, self.iou_prediction_head(iou_out)
+        return logits, lowres, self.iou_prediction_head(iou_out), mask_tokens_out
 
 
 class _PromptableSegmenter(nn.Module):
@@ -275,10 +277,10 @@ class SamSegmenter(_PromptableSegmenter):
         x = self._check_images(images)
         sparse, dense = self._prompts(x.shape[0], points, point_labels, boxes)
         emb = self.image_encoder(x)
-        masks, iou = self.mask_decoder(emb, self.prompt_encoder.get_dense_pe(), sparse, dense)
+        masks, iou, tokens = self.mask_decoder(emb, self.prompt_encoder.get_dense_pe(), sparse, dense)
         logits = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
         if return_aux:
-            return {"logits": logits, "lowres_logits": masks, "iou": iou}
+            return {"logits": logits, "lowres_logits": masks, "iou": iou, "mask_tokens": tokens}
         return logits
 
 
@@ -313,9 +315,9 @@ class USam(_PromptableSegmenter):
         sparse, dense = self._prompts(x.shape[0], points, point_labels, boxes)
         f4, skips = self.down_path(x)
         emb = self.image_encoder(f4)
-        logits, lowres, iou = self.mask_decoder(emb, self.prompt_encoder.get_dense_pe(), sparse, dense, skips)
+        logits, lowres, iou, tokens = self.mask_decoder(emb, self.prompt_encoder.get_dense_pe(), sparse, dense, skips)
         if return_aux:
-            return {"logits": logits, "lowres_logits": lowres, "iou": iou}
+            return {"logits": logits, "lowres_logits": lowres, "iou": iou, "mask_tokens": tokens}
         return logits
 
 

@@ -28,12 +28,14 @@ from procto.phantom.ct import render_ct
 from procto.phantom.grid import Grid, default_grid
 from procto.phantom.labels import LABELS, LAYERS, MAX_NODES, N_CATEGORIES, T_STAGES, n_category
 from procto.phantom.mri import render_mri
-from procto.phantom.nodes import sample_nodes
+from procto.phantom.nodes import MAX_BENIGN_NODES, sample_benign_nodes, sample_nodes
 from procto.phantom.render import render
 from procto.phantom.tumour import TUMOUR_SITES, sample_tumour
 
 MODALITIES = ("ct", "mri")
-_STREAMS = ("anatomy", "stage", "tumour", "nodes", "grid", "render", "intensity")
+#: Independent random streams of a case (children of ``SeedSequence(seed)`` in this order; a child depends on its index
+#: only, so the benign-node stream added last left the others, and every case without benign nodes, unchanged).
+_STREAMS = ("anatomy", "stage", "tumour", "nodes", "grid", "render", "intensity", "benign")
 
 
 @dataclass
@@ -46,19 +48,22 @@ class PhantomCase:
         modality: "ct" | "mri".
         image: CT (int16 HU, axial) or T2w MRI (float32, sagittal) volume.
         label: uint8 segmentation: 0 background, 1 rectum (normal wall + lumen), 2 tumour.
-        nodes: uint8 lymph-node instances 1..K.
+        nodes: uint8 lymph-node instances: metastatic nodes 1..n_nodes, then the benign ones n_nodes+1..n_nodes+n_benign
+            (:meth:`metastatic_nodes` keeps the first only).
         organs: uint8 multi-organ map with TotalSegmentator v2 ``total`` ids (colon 20 includes rectum and tumour).
         layers: uint8 host rectal wall without the tumour: 1 mucosa/submucosa, 2 muscularis propria, 3 mesorectal fat.
         tissue: uint8 tissue classes (:class:`procto.phantom.tissues.Tissue`) the image was rendered from.
         t_stage: "T2" | "T3".
         n_category: "N0" | "N1" | "N2".
-        n_nodes: number of metastatic nodes.
-        node_info: per node: id, centre (z, y, x) mm, short / long axis mm, level ``s_mm`` along the rectum, angle,
-            ``voxels`` in the ``nodes`` map (0 when the node lies outside the field of view; a node smaller than a
-            voxel keeps its nearest mesorectal voxel).
+        n_nodes: number of metastatic nodes (the N category counts these only).
+        node_info: per node (metastatic ones first, then benign ones): id, centre (z, y, x) mm, short / long axis mm,
+            level ``s_mm`` along the rectum, angle, ``metastatic`` (True / False), ``voxels`` in the ``nodes`` map (0
+            when the node lies outside the field of view; a node smaller than a voxel keeps its nearest mesorectal
+            voxel).
         tumour_info: length, circumference, bulk, extramural depth (mm), voxel counts.
         options: the options the case was made with (enough to remake it).
         seconds: generation time.
+        n_benign: number of benign nodes (0 unless ``make_case(..., benign_nodes=...)``).
     """
 
     case_id: str
@@ -77,21 +82,32 @@ class PhantomCase:
     tumour_info: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     seconds: float = 0.0
+    n_benign: int = 0
+
+    def metastatic_nodes(self) -> Volume:
+        """The ``nodes`` map with the metastatic nodes only (ids 1..n_nodes; benign nodes set to 0)."""
+        arr = self.nodes.array
+        return self.nodes.with_array(np.where(arr <= self.n_nodes, arr, 0).astype(arr.dtype))
 
     def maps(self) -> dict[str, Volume]:
         """The label volumes by name: label, nodes, organs, layers."""
         return {"label": self.label, "nodes": self.nodes, "organs": self.organs, "layers": self.layers}
 
     def summary(self) -> dict[str, Any]:
-        """One row for ``stages.csv``."""
-        return {
+        """One row for ``stages.csv`` (node columns: metastatic nodes; ``n_benign_nodes`` when benign ones were asked
+        for)."""
+        metastatic = [n for n in self.node_info if n.get("metastatic", True)]
+        row = {
             "case_id": self.case_id, "modality": self.modality, "seed": self.seed, "t_stage": self.t_stage,
             "n_category": self.n_category, "n_nodes": self.n_nodes,
             "tumour_length_mm": self.tumour_info.get("length_mm", 0.0),
             "circumference_deg": self.tumour_info.get("circumference_deg", 0.0),
             "extramural_depth_mm": self.tumour_info.get("extramural_depth_mm", 0.0),
-            "max_node_short_axis_mm": max((n["short_axis_mm"] for n in self.node_info), default=0.0),
+            "max_node_short_axis_mm": max((n["short_axis_mm"] for n in metastatic), default=0.0),
         }
+        if "benign_nodes" in self.options:
+            row["n_benign_nodes"] = self.n_benign
+        return row
 
     def __repr__(self) -> str:
         return (f"PhantomCase({self.case_id!r}, {self.modality}, shape={self.image.shape}, "
@@ -132,7 +148,7 @@ def _fov_center(modality: str, grid_shape, spacing, anat, rng: np.random.Generat
 def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_mm: float | None = None,
               center=None, t_stage: str | None = None, n_nodes: int | None = None, noise: float = 1.0,
               blur: bool = True, bias: bool = True, sex: str | None = None, lumen: str | None = None,
-              case_id: str | None = None, tumour_site: str = "rectum") -> PhantomCase:
+              case_id: str | None = None, tumour_site: str = "rectum", benign_nodes=None) -> PhantomCase:
     """Generate one synthetic patient.
 
     Args:
@@ -159,6 +175,13 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
             colon 20–60 mm above the rectosigmoid junction, still label 2 (``label`` 1 stays the rectum) and organ
             colon 20; the automatic field of view is raised to include it when the field is short (with
             ``shape=(32, 96, 96)`` at 5 mm the rectum's lower part is then cut off).  Same seed → same patient.
+        benign_nodes: None (default: no benign nodes; every case is then exactly what it was before the option
+            existed), a count 0–8, or a pair ``(lo, hi)`` to draw the count uniformly in lo..hi (own random stream).
+            Benign nodes are small (short axis 3–6 mm), round (axes within 15 %), homogeneous (CT 30 HU, MRI 0.42 ×
+            fat, no texture: tissue :attr:`Tissue.BENIGN_NODE`), anywhere in the mesorectal fat, clear of the tumour
+            and of every other node; they take the ids after the metastatic nodes in ``nodes`` and are flagged
+            ``metastatic: False`` in ``node_info``.  ``n_nodes`` and the N category count metastatic nodes only, so
+            an N0 patient may have benign nodes.
 
     Returns:
         a :class:`PhantomCase`.
@@ -175,12 +198,18 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
     t0 = time.perf_counter()
     modality = str(modality).lower()
     _check_options(seed, modality, t_stage, n_nodes, noise, sex, lumen, tumour_site)
-    streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(len(_STREAMS)))))
+    benign_range = check_benign_nodes(benign_nodes)
+    children = np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))
+    streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in children)))
 
     anat = sample_anatomy(streams["anatomy"], sex=sex, lumen=lumen, modality=modality)
     t_stage, n_nodes = _draw_stage(streams["stage"], t_stage, n_nodes)
     tumour = sample_tumour(streams["tumour"], anat.bowel, t_stage, tumour_site)
     nodes = sample_nodes(streams["nodes"], anat.bowel, tumour, n_nodes)
+    n_benign = 0
+    if benign_range is not None:
+        n_benign = int(streams["benign"].integers(benign_range[0], benign_range[1] + 1))
+        nodes = nodes + sample_benign_nodes(streams["benign"], anat.bowel, tumour, n_benign, nodes)
     grid, center = _field_of_view(modality, shape, spacing, fov_mm, center, anat, tumour, streams["grid"])
     maps = render(anat, tumour, nodes, grid, streams["render"])
     if modality == "ct":
@@ -190,8 +219,12 @@ def make_case(seed: int, modality: str = "ct", *, shape=None, spacing=None, fov_
     options = {"shape": list(grid.shape), "spacing": list(grid.spacing), "center": [float(c) for c in center],
                "t_stage": t_stage, "n_nodes": n_nodes, "noise": noise, "blur": blur, "bias": bias,
                "sex": anat.sex, "lumen": anat.lumen, "tumour_site": tumour_site}
+    if benign_range is not None:
+        fixed = isinstance(benign_nodes, (int, np.integer))
+        options["benign_nodes"] = int(benign_nodes) if fixed else list(benign_range)
     case = _assemble(case_id or f"phantom_{modality}_{int(seed)}", int(seed), modality, grid, img, maps, anat,
                      tumour, nodes, options)
+    case.n_benign = n_benign
     case.seconds = time.perf_counter() - t0
     return case
 
@@ -212,6 +245,24 @@ def _check_options(seed, modality: str, t_stage, n_nodes, noise: float, sex, lum
         raise InputError(f"noise must be >= 0, got {noise}")
     _check_choice("sex", sex, ("male", "female"))
     _check_choice("lumen", lumen, ("gas", "fluid"))
+
+
+def check_benign_nodes(benign_nodes) -> tuple[int, int] | None:
+    """``benign_nodes`` as an inclusive count range (None: no benign nodes); :class:`InputError` when out of range."""
+    if benign_nodes is None:
+        return None
+    if isinstance(benign_nodes, (bool, np.bool_)):
+        raise InputError(f"benign_nodes must be a count or a (lo, hi) pair, got {benign_nodes!r}")
+    if isinstance(benign_nodes, (int, np.integer)):
+        lo = hi = int(benign_nodes)
+    else:
+        try:
+            lo, hi = (int(v) for v in benign_nodes)
+        except (TypeError, ValueError):
+            raise InputError(f"benign_nodes must be a count or a (lo, hi) pair, got {benign_nodes!r}") from None
+    if not 0 <= lo <= hi <= MAX_BENIGN_NODES:
+        raise InputError(f"benign_nodes must lie between 0 and {MAX_BENIGN_NODES} (lo <= hi), got {benign_nodes!r}")
+    return lo, hi
 
 
 def _draw_stage(rs: np.random.Generator, t_stage: str | None, n_nodes: int | None) -> tuple[str, int]:

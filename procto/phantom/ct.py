@@ -42,6 +42,9 @@ CT_TISSUE_HU: dict[Tissue, tuple[float, float, float]] = {
     Tissue.CSF: (12, 4, 3),
     Tissue.DISC: (85, 10, 5),
     Tissue.TABLE: (250, 50, 0),
+    # benign nodes: lower and steadier than metastatic ones (no case-to-case jitter, no texture; no random draw, so
+    # adding the class left every earlier case bit-identical)
+    Tissue.BENIGN_NODE: (30, 0, 0),
 }
 
 #: In-plane point-spread function of the scanner (Gaussian sigma, mm) and the noise level (HU) at ``noise=1``.

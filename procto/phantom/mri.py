@@ -42,6 +42,7 @@ MRI_TISSUE_SIGNAL: dict[Tissue, tuple[float, float, float]] = {
     Tissue.CSF: (1.7, 0.1, 0.03),
     Tissue.DISC: (0.9, 0.1, 0.05),
     Tissue.TABLE: (0.0, 0, 0),
+    Tissue.BENIGN_NODE: (0.42, 0, 0),  # homogeneous, no jitter / texture (no random draw)
 }
 
 #: In-plane PSF (Gaussian sigma, mm), noise sigma relative to fat at ``noise=1``, bias-field strength.

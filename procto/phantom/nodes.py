@@ -1,9 +1,11 @@
-"""Metastatic lymph nodes: small ovoids (short axis 3–15 mm) in the mesorectal fat.
+"""Lymph nodes in the mesorectal fat: metastatic ones (small ovoids, short axis 3–15 mm) and, as an option, benign
+ones (short axis 3–6 mm, round).
 
-Nodes are placed in the rectum's tube frame: a level ``s`` (preferably near the tumour), an angle (preferably
-posterior / lateral, where the mesorectum is thick) and a distance from the centre line such that the whole ovoid
-lies between the muscularis and the mesorectal fascia, clear of the tumour and of the other nodes.  Each node's
-long axis follows the rectum; its short axis is the radial one.
+Nodes are placed in the rectum's tube frame: a level ``s`` (metastatic nodes preferably near the tumour, benign nodes
+anywhere along the rectum), an angle (metastatic nodes preferably posterior / lateral, where the mesorectum is thick;
+benign nodes all round: a wrapped normal of sd π) and a distance from the centre line such that the whole ovoid lies
+between the muscularis and the mesorectal fascia, clear of the tumour and of the other nodes.  Each node's long axis
+follows the rectum; its short axis is the radial one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from procto.phantom.tumour import Tumour
 
 MIN_SHORT_AXIS_MM = 3.0
 MAX_SHORT_AXIS_MM = 15.0
+#: Benign nodes: short axis drawn uniformly in this range (mm); the other semi-axes at most 15 % longer (round).
+BENIGN_SHORT_AXIS_MM = (3.0, 6.0)
+BENIGN_ELONGATION = 1.15
+#: Most benign nodes a case may ask for.
+MAX_BENIGN_NODES = 8
 
 
 @dataclass
@@ -29,6 +36,7 @@ class Node:
         axes: 3×3, rows = unit (long, radial, circumferential) axes in physical (z, y, x).
         semi: semi-axes (long, radial, circumferential), mm; the short axis is ``2 * semi[1]``.
         s, theta: level along the rectum (mm) and angle (rad, 0 anterior).
+        metastatic: False for a benign node.
     """
 
     center: np.ndarray
@@ -36,6 +44,7 @@ class Node:
     semi: np.ndarray
     s: float
     theta: float
+    metastatic: bool = True
 
     @property
     def short_axis_mm(self) -> float:
@@ -53,6 +62,7 @@ class Node:
             "id": index, "center_zyx_mm": [round(float(c), 2) for c in self.center],
             "short_axis_mm": round(self.short_axis_mm, 2), "long_axis_mm": round(self.long_axis_mm, 2),
             "s_mm": round(self.s, 2), "theta_deg": round(float(np.degrees(self.theta)), 1),
+            "metastatic": bool(self.metastatic),
         }
 
 
@@ -75,10 +85,37 @@ def _fits(bowel: Bowel, tumour: Tumour | None, k: int, theta: float, rho: float,
     return True
 
 
+def _place(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, semi: np.ndarray, s_pref: float,
+           theta_mean: float, theta_sd: float, placed: list[Node], clearance) -> Node | None:
+    """Draw a level around ``s_pref``, an angle and a radial position for an ovoid of semi-axes ``semi``; the node,
+    or None when it does not fit the mesorectum or comes closer to a ``placed`` node than ``clearance(node, other)``
+    allows (centre distance)."""
+    tube = bowel.tube
+    L = bowel.rectum_length
+    s = float(np.clip(s_pref + rng.normal(0, 30), 20, L - 12))
+    theta = float(np.angle(np.exp(1j * (theta_mean + rng.normal(0, theta_sd)))))
+    k = tube.index_at(s)
+    a_r = semi[1]
+    r_out = float(bowel.r_out(np.array([k]), np.array([theta]))[0])
+    meso = float(bowel.meso(np.array([k]), np.array([theta]))[0])
+    lo, hi = r_out + 1.6 + a_r, r_out + meso - 1.6 - a_r
+    if hi <= lo:
+        return None
+    rho = float(rng.uniform(lo, hi))
+    if not _fits(bowel, tumour, k, theta, rho, semi):
+        return None
+    center = tube.point(k, rho, theta)
+    if any(np.linalg.norm(center - o.center) < clearance(semi, o) for o in placed):
+        return None
+    radial = np.cos(theta) * tube.normal[k] + np.sin(theta) * tube.binormal[k]
+    axes = np.array([tube.tangent[k], radial, np.cross(tube.tangent[k], radial)])
+    return Node(center=center, axes=axes, semi=semi, s=s, theta=theta)
+
+
 def sample_nodes(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, n: int,
                  max_attempts: int = 600) -> list[Node]:
-    """Place ``n`` nodes in the mesorectum of ``bowel`` (clear of ``tumour``), preferably near a rectal tumour's
-    level (the middle of the rectum for a colon tumour: the phantom has no mesocolon).
+    """Place ``n`` metastatic nodes in the mesorectum of ``bowel`` (clear of ``tumour``), preferably near a rectal
+    tumour's level (the middle of the rectum for a colon tumour: the phantom has no mesocolon).
 
     Raises:
         RuntimeError: when fewer than ``n`` nodes fit after ``max_attempts`` tries (does not happen for the anatomy
@@ -87,7 +124,6 @@ def sample_nodes(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, 
     nodes: list[Node] = []
     L = bowel.rectum_length
     s_pref = tumour.s_center if tumour is not None and tumour.site == "rectum" else L / 2
-    tube = bowel.tube
     for attempt in range(max_attempts):
         if len(nodes) == n:
             break
@@ -96,23 +132,37 @@ def sample_nodes(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, 
         short = float(np.clip(np.exp(rng.normal(np.log(7.5), 0.35)) * shrink, MIN_SHORT_AXIS_MM, MAX_SHORT_AXIS_MM))
         a_r = short / 2
         semi = np.array([a_r * rng.uniform(1.15, 1.7), a_r, a_r * rng.uniform(1.0, 1.25)])
-        s = float(np.clip(s_pref + rng.normal(0, 30), 20, L - 12))
-        theta = float(np.angle(np.exp(1j * (np.pi + rng.normal(0, 1.0)))))
-        k = tube.index_at(s)
-        r_out = float(bowel.r_out(np.array([k]), np.array([theta]))[0])
-        meso = float(bowel.meso(np.array([k]), np.array([theta]))[0])
-        lo, hi = r_out + 1.6 + a_r, r_out + meso - 1.6 - a_r
-        if hi <= lo:
-            continue
-        rho = float(rng.uniform(lo, hi))
-        if not _fits(bowel, tumour, k, theta, rho, semi):
-            continue
-        center = tube.point(k, rho, theta)
-        if any(np.linalg.norm(center - o.center) < semi[0] + o.semi[0] + 1.5 for o in nodes):
-            continue
-        radial = np.cos(theta) * tube.normal[k] + np.sin(theta) * tube.binormal[k]
-        axes = np.array([tube.tangent[k], radial, np.cross(tube.tangent[k], radial)])
-        nodes.append(Node(center=center, axes=axes, semi=semi, s=s, theta=theta))
+        node = _place(rng, bowel, tumour, semi, s_pref, np.pi, 1.0, nodes,
+                      lambda semi_, o: semi_[0] + o.semi[0] + 1.5)
+        if node is not None:
+            nodes.append(node)
     if len(nodes) < n:
         raise RuntimeError(f"could only place {len(nodes)} of {n} lymph nodes in the mesorectum")
+    return nodes
+
+
+def sample_benign_nodes(rng: np.random.Generator, bowel: Bowel, tumour: Tumour | None, n: int,
+                        placed: list[Node], max_attempts: int = 2000) -> list[Node]:
+    """Place ``n`` benign nodes in the mesorectum (anywhere along the rectum, all round it), clear of ``tumour``, of
+    the ``placed`` (metastatic) nodes and of each other by 1.5 mm between their bounding spheres.  Short axis uniform
+    in :data:`BENIGN_SHORT_AXIS_MM`, the other two semi-axes 0–15 % longer.
+
+    Raises:
+        RuntimeError: when fewer than ``n`` fit after ``max_attempts`` tries.
+    """
+    nodes: list[Node] = []
+    L = bowel.rectum_length
+    for _ in range(max_attempts):
+        if len(nodes) == n:
+            break
+        a_r = float(rng.uniform(*BENIGN_SHORT_AXIS_MM)) / 2
+        semi = np.array([a_r * rng.uniform(1.0, BENIGN_ELONGATION), a_r, a_r * rng.uniform(1.0, BENIGN_ELONGATION)])
+        s_pref = float(rng.uniform(20, L - 12))
+        node = _place(rng, bowel, tumour, semi, s_pref, np.pi, np.pi, placed + nodes,
+                      lambda semi_, o: semi_.max() + o.semi.max() + 1.5)
+        if node is not None:
+            node.metastatic = False
+            nodes.append(node)
+    if len(nodes) < n:
+        raise RuntimeError(f"could only place {len(nodes)} of {n} benign lymph nodes in the mesorectum")
     return nodes

@@ -3,7 +3,7 @@
 
 Structures are painted in a fixed order (later ones win): CT couch, body (muscle + subcutaneous fat), visceral-fat
 cavity, small bowel, soft organs, vessels, bones (union of primitives by maximum depth, cortex + marrow), spinal
-canal / discs, rectum + colon with the mesorectum, lymph nodes, tumour.
+canal / discs, rectum + colon with the mesorectum, lymph nodes (metastatic, then benign ones: ids continue), tumour.
 """
 
 from __future__ import annotations
@@ -216,17 +216,21 @@ def _paint_bowel(c: _Canvas, anat: Anatomy, field: np.ndarray, label: np.ndarray
 
 
 def _paint_node(c: _Canvas, node: Node, i: int, layers: np.ndarray, node_map: np.ndarray) -> int:
-    """Paint lymph node ``i`` inside the mesorectal fat only; its number of voxels (a node smaller than a voxel keeps
-    the free mesorectal voxel nearest its centre, when that centre is in the grid)."""
+    """Paint lymph node ``i`` inside the mesorectal fat only (a benign node also only where no other node is); its
+    number of voxels (a node smaller than a voxel keeps the free mesorectal voxel nearest its centre, when that centre
+    is in the grid)."""
     grid = c.grid
     solid = node.solid()
     box = grid.box(*solid.bounds())
+    tissue = Tissue.NODE if node.metastatic else Tissue.BENIGN_NODE
     n_vox = 0
     if box is not None:
         d = solid.depth(*grid.coords(box))
         ok = (d > 0) & (layers[box] == MESORECTUM)
+        if not node.metastatic:
+            ok &= node_map[box] == 0
         node_map[box][ok] = i
-        c.tissue[box][ok] = Tissue.NODE
+        c.tissue[box][ok] = tissue
         c.organs[box][ok] = 0
         n_vox = int(ok.sum())
     inside = np.all((grid.index_of(node.center) > -0.5) & (grid.index_of(node.center) < np.asarray(grid.shape) - 0.5))
@@ -234,7 +238,7 @@ def _paint_node(c: _Canvas, node: Node, i: int, layers: np.ndarray, node_map: np
         pick = _nearest_free_mesorectal_voxel(grid, node, solid, layers, node_map)
         if pick is not None:
             node_map[pick] = i
-            c.tissue[pick] = Tissue.NODE
+            c.tissue[pick] = tissue
             c.organs[pick] = 0
             n_vox = 1
     return n_vox

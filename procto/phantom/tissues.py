@@ -22,7 +22,7 @@ class Tissue(IntEnum):
     LUMEN_FLUID = 9  #: fluid or rectal gel in the lumen
     FAECES = 10  #: mottled stool
     TUMOUR = 11
-    NODE = 12  #: metastatic lymph node
+    NODE = 12  #: metastatic lymph node (textured, enhancing)
     BLADDER_WALL = 13
     URINE = 14
     CORTEX = 15  #: cortical bone
@@ -36,6 +36,7 @@ class Tissue(IntEnum):
     CSF = 23  #: spinal canal
     DISC = 24  #: intervertebral disc
     TABLE = 25  #: CT couch
+    BENIGN_NODE = 26  #: benign (reactive / normal) lymph node: small, round, homogeneous
 
 
 N_TISSUES = len(Tissue)

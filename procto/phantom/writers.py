@@ -14,6 +14,11 @@
   slices in the authors' window (−125 … 275 HU), cubic resize; MRI slices are axial reformats of the sagittal volume
   windowed to its 0.5–99.5 percentiles.
 * ``"nifti"`` — plain folders ``images/``, ``labels/``, ``nodes/``, ``organs/``, ``layers/`` of ``{case}.nii.gz``.
+* ``"meply"`` — CoSAM's Meply layouts (CT only; :mod:`procto.phantom.meply`): 2.5D windows
+  ``{split}/{case}_{slice}.npz`` (``img`` int16 HU and ``label`` metastatic nodes, H × W × 15) with
+  ``caselist_{split}.txt``, plus the 3D layout ``npz/{case}.npz`` and ``PRLN/prln_target.csv``; unless given, the
+  grid is :data:`~procto.phantom.meply.MEPLY_GRID` (96 × 128 × 128 at 1.25 × 0.7 × 0.7 mm, centred on the tumour).
+  :func:`write_meply` writes one split.
 
 Every layout also gets ``stages.csv`` (case → split, T stage, N category, node count, ...) and ``phantom.json`` (how
 the cohort was generated).  Volumes are written with :func:`procto.io.write_image` (atomic); the npz, CSV and JSON
@@ -34,13 +39,14 @@ from procto.errors import InputError
 from procto.io.atomic import write_csv, write_text_atomic
 from procto.io.image import write_image
 from procto.io.volume import Volume
-from procto.phantom.case import PhantomCase, cohort_plan, make_case
+from procto.phantom.case import PhantomCase, check_benign_nodes, cohort_plan, make_case
 from procto.phantom.labels import LABELS
+from procto.phantom.meply import STORED_WINDOW, check_meply_args, finish_meply_split, meply_options, write_meply_case
 
 if TYPE_CHECKING:
     from procto.preprocess.care import CareSlices
 
-LAYOUTS = ("nnunet", "care", "nifti")
+LAYOUTS = ("nnunet", "care", "nifti", "meply")
 STAGE_COLUMNS = ("case_id", "split", "modality", "seed", "t_stage", "n_category", "n_nodes", "tumour_length_mm",
                  "circumference_deg", "extramural_depth_mm", "max_node_short_axis_mm")
 
@@ -194,14 +200,14 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
             ``out_dir/Dataset{dataset_id:03d}_{name}``; the other layouts write into ``out_dir`` itself.
         n: number of training cases.
         modality: "ct" | "mri".
-        layout: "nnunet" | "care" | "nifti".
+        layout: "nnunet" | "care" | "nifti" | "meply" (CT; windows of 15 slices, 2.5D and 3D files).
         seed: cohort seed (see :func:`procto.phantom.make_cohort`); test cases continue the same series.
         n_test: number of test cases (nnU-Net ``imagesTs``, CARE ``test/``, ``split`` column "test").
         dataset_id: nnU-Net dataset id (1–999).
         name: dataset name (letters, digits, ``_``, ``-``); default ``ProctoPhantomCT`` / ``ProctoPhantomMRI``.
         progress: ``True`` for a rich progress bar, or a callback ``(done, total, case_id)``.
         t_stage, n_nodes: force for every case.
-        **options: passed to :func:`~procto.phantom.make_case` (shape, spacing, noise, ...).
+        **options: passed to :func:`~procto.phantom.make_case` (shape, spacing, noise, benign_nodes, ...).
 
     Returns:
         the folder written (the nnU-Net dataset folder, or ``out_dir``).
@@ -214,11 +220,16 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
         raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if modality not in ("ct", "mri"):
         raise InputError(f"modality must be 'ct' or 'mri', got {modality!r}")
+    if layout == "meply":
+        if modality != "ct":
+            raise InputError(f"the meply layout is CT only, got modality {modality!r}")
+        options = meply_options(options)
     if n < 0 or n_test < 0:
         raise InputError(f"case counts must be >= 0, got n={n}, n_test={n_test}")
     name = name or f"ProctoPhantom{modality.upper()}"
     if not name.replace("_", "").replace("-", "").isalnum():
         raise InputError(f"dataset name may hold letters, digits, '_' and '-' only, got {name!r}")
+    check_benign_nodes(options.get("benign_nodes"))
     out_dir = Path(out_dir)
     if layout == "nnunet":
         if not (1 <= int(dataset_id) <= 999):
@@ -230,6 +241,7 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
 
     plan = cohort_plan(n + n_test, modality, seed, t_stage=t_stage, n_nodes=n_nodes)
     rows: list[dict] = []
+    meply: dict[str, list[dict]] = {"train": [], "test": []}
     with _Progress(progress, len(plan), f"phantoms ({modality}, {layout})") as bar:
         for i, entry in enumerate(plan):
             split = "train" if i < n else "test"
@@ -240,11 +252,17 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
                 _write_nnunet_case(case, root, split)
             elif layout == "nifti":
                 _write_nifti_case(case, root)
+            elif layout == "meply":
+                meply[split].append(write_meply_case(case, root, split, STORED_WINDOW, "nodes", volumes=True))
+                row["n_windows"] = len(meply[split][-1]["names"])
             else:
                 row["n_slices"] = _write_care_case(case, root, split)
             rows.append(row)
             bar.step(case.case_id)
 
+    for split, records in meply.items():
+        if records:
+            finish_meply_split(root, split, records, volumes=True)
     meta = {"generator": "procto.phantom", "modality": modality, "layout": layout, "seed": int(seed),
             "n_train": int(n), "n_test": int(n_test), "t_stage": t_stage, "n_nodes": n_nodes,
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}}
@@ -252,4 +270,61 @@ def write_cohort(out_dir: str | Path, n: int, modality: str = "ct", layout: str 
         _write_json(nnunet_dataset_json(modality, n, name), root / "dataset.json")
     write_stages_csv(rows, root / "stages.csv")
     _write_json(meta, root / "phantom.json")
+    return root
+
+
+def write_meply(out_dir: str | Path, n_cases: int, seed: int = 0, split: str = "train", window: int = STORED_WINDOW,
+                *, start: int = 0, slices: str = "nodes", volumes: bool = False, progress: Progress = False,
+                t_stage: str | None = None, n_nodes: int | None = None, **options) -> Path:
+    """Write ``n_cases`` CT phantoms as one split of Meply's 2.5D layout (and, with ``volumes``, its 3D layout)
+    into ``out_dir`` (see :mod:`procto.phantom.meply` for the files).
+
+    Args:
+        out_dir: the Meply root (created); case lists, target CSV, ``annotations.json`` and ``stages.csv`` are merged
+            with what it holds.
+        n_cases: number of cases, the cohort series ``cohort_plan(n_cases, "ct", seed, start=start)``: give a test
+            split ``start`` = the number of training cases so its patients differ.
+        seed: cohort seed.
+        split: folder name of the split ("train", "test", ...).
+        window: stored slices per window (odd, 5 … 15; Meply 15).
+        slices: "nodes" (slices with a node, metastatic or benign) or "all".
+        volumes: also write ``npz/{case}.npz`` and ``PRLN/prln_target.csv``.
+        progress: ``True`` for a rich progress bar, or a callback ``(done, total, case_id)``.
+        t_stage, n_nodes: force for every case.
+        **options: :func:`~procto.phantom.make_case` options (``benign_nodes``, ``noise``, ...); the grid defaults to
+            :data:`~procto.phantom.meply.MEPLY_GRID`.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        InputError: a bad window, ``slices``, split name or count (checked before anything is written).
+    """
+    check_meply_args(window, slices)
+    if not split or not split.replace("_", "").replace("-", "").isalnum():
+        raise InputError(f"split names may hold letters, digits, '_' and '-' only, got {split!r}")
+    if n_cases < 0 or start < 0:
+        raise InputError(f"n_cases and start must be >= 0, got {n_cases} and {start}")
+    check_benign_nodes(options.get("benign_nodes"))
+    options = meply_options(options)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    plan = cohort_plan(n_cases, "ct", seed, t_stage=t_stage, n_nodes=n_nodes, start=start)
+    records, rows = [], []
+    with _Progress(progress, len(plan), f"phantoms (ct, meply {split})") as bar:
+        for entry in plan:
+            case = make_case(entry.seed, "ct", t_stage=entry.t_stage, n_nodes=entry.n_nodes, case_id=entry.case_id,
+                             **options)
+            records.append(write_meply_case(case, root, split, window, slices, volumes))
+            rows.append({**case.summary(), "split": split, "n_windows": len(records[-1]["names"])})
+            bar.step(case.case_id)
+    finish_meply_split(root, split, records, volumes)
+    ids = {r["case_id"] for r in rows}
+    old = read_cohort_table(root / "stages.csv") if (root / "stages.csv").is_file() else []
+    write_stages_csv([r for r in old if r.get("case_id") not in ids] + rows, root / "stages.csv")
+    meta = {"generator": "procto.phantom", "modality": "ct", "layout": "meply", "seed": int(seed), "split": split,
+            "n_cases": int(n_cases), "start": int(start), "window": int(window), "slices": slices,
+            "volumes": bool(volumes), "t_stage": t_stage, "n_nodes": n_nodes,
+            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}}
+    _write_json(meta, root / f"phantom_{split}.json")
     return root

@@ -1,4 +1,4 @@
-"""The training engine of the models procto trains itself (U-SAM, staging, next CoSAM): one loop, one checkpoint
+"""The training engine of the models procto trains itself (U-SAM, staging, CoSAM): one loop, one checkpoint
 format (:mod:`procto.nets.checkpoint`), one log writer.
 
 The split is Lightning's Trainer/Module split made small: :class:`Engine` owns what every model shares — device

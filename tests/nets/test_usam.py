@@ -97,7 +97,15 @@ def test_forward_without_prompt(usam, images):
     assert torch.equal(out["logits"], logits)
     assert tuple(out["lowres_logits"].shape) == (B, 3, SIZE // 2, SIZE // 2)
     assert tuple(out["iou"].shape) == (B, 32)
+    assert tuple(out["mask_tokens"].shape) == (B, 32, 256)  # CoSAM's collaborative classifier reads these
     assert torch.isfinite(logits).all()
+
+
+def test_mask_tokens_depend_on_the_box_prompt(usam, images):
+    with torch.no_grad():
+        a = usam(images, boxes=torch.tensor([[10.0, 10.0, 60.0, 60.0]] * B), return_aux=True)["mask_tokens"]
+        b = usam(images, boxes=torch.tensor([[100.0, 100.0, 200.0, 180.0]] * B), return_aux=True)["mask_tokens"]
+    assert a.shape == b.shape and not torch.allclose(a, b)
 
 
 def test_forward_with_points_and_boxes(usam, images):

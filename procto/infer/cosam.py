@@ -26,22 +26,9 @@ import numpy as np
 from procto.errors import InputError
 from procto.io import Volume
 from procto.metrics.nodes import n_category
+from procto.preprocess.meply import hu_window, window_slices
 
-#: HU window of the paper's preprocessing.
-HU_RANGE = (-100.0, 100.0)
 TASK = "cosam"
-
-
-def hu_to_unit(hu: np.ndarray, lo: float = HU_RANGE[0], hi: float = HU_RANGE[1]) -> np.ndarray:
-    """HU clipped to [lo, hi] and mapped to [0, 1] (float32)."""
-    return ((np.clip(np.asarray(hu, dtype=np.float32), lo, hi) - lo) / (hi - lo)).astype(np.float32)
-
-
-def window_indices(n_slices: int, centre: int, window: int) -> np.ndarray:
-    """Slice indices of the window centred on ``centre`` (odd ``window``); beyond the volume the border slice
-    repeats."""
-    half = window // 2
-    return np.clip(np.arange(centre - half, centre + half + 1), 0, n_slices - 1)
 
 
 @dataclass
@@ -145,7 +132,7 @@ class CoSAMPredictor:
         hu = np.asarray(hu)
         if hu.ndim != 3 or hu.shape[0] != self.window:
             raise InputError(f"a window is ({self.window}, H, W) HU slices, got shape {hu.shape}")
-        return self._run(hu_to_unit(hu)[None])[0]
+        return self._run(hu_window(hu)[None])[0]
 
     def predict_volume(self, ct: Volume, progress: Callable[[int, int], None] | None = None) -> VolumeResult:
         """The whole CT (axial slices along array axis 0) → :class:`VolumeResult` (see the module docstring)."""
@@ -156,13 +143,13 @@ class CoSAMPredictor:
             raise InputError(f"CoSAM needs a non-empty 3D CT, got shape {arr.shape}")
         if arr.shape[0] < self.window:
             raise InputError(f"the CT has {arr.shape[0]} slices, fewer than the model's window of {self.window}")
-        unit = hu_to_unit(arr)
+        unit = hu_window(arr)
         masks = np.zeros(arr.shape, bool)
         slice_scores = np.zeros(arr.shape[0])
         detections = []
         for start in range(0, arr.shape[0], self.batch_size):
             centres = list(range(start, min(start + self.batch_size, arr.shape[0])))
-            batch = np.stack([unit[window_indices(arr.shape[0], c, self.window)] for c in centres])
+            batch = np.stack([unit[window_slices(c, self.window, arr.shape[0])] for c in centres])
             for c, res in zip(centres, self._run(batch)):
                 top = float(res["scores"].max()) if len(res["scores"]) else 0.0
                 slice_scores[c] = top
@@ -180,5 +167,4 @@ class CoSAMPredictor:
         return VolumeResult(instances, nodes, n_category(sum(nd["metastatic"] for nd in nodes)), detections)
 
 
-__all__ = ["CoSAMPredictor", "VolumeResult", "hu_to_unit", "n_category", "window_indices", "describe_nodes",
-           "HU_RANGE"]
+__all__ = ["CoSAMPredictor", "VolumeResult", "describe_nodes"]

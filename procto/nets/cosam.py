@@ -59,16 +59,14 @@ def component_targets(mask: np.ndarray, boxes: np.ndarray, positive: np.ndarray)
     """U-SAM's target per prompted box (facts §3): for a positive box the 8-connected component of ``mask`` whose
     bounding box has the highest IoU with it, for a negative box all zeros.  ``boxes`` (K, 4) xyxy in ``mask``'s
     pixels; returns (K, H, W) uint8."""
-    from scipy import ndimage
-
     from procto.metrics import box_iou
+    from procto.preprocess.meply import components, slice_boxes
 
-    comps, n = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3), bool))
+    comps = components(mask)
     out = np.zeros((len(boxes), *np.shape(mask)), np.uint8)
-    if n == 0 or not len(boxes):
+    comp_boxes, _ = slice_boxes(comps)
+    if not len(comp_boxes) or not len(boxes):
         return out
-    slices = ndimage.find_objects(comps)
-    comp_boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], dtype=np.float64)
     iou = box_iou(np.asarray(boxes, dtype=np.float64), comp_boxes)
     for k in np.flatnonzero(np.asarray(positive) > 0):
         out[k] = comps == int(np.argmax(iou[k])) + 1

@@ -16,29 +16,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from procto.metrics import average_precision
+from procto.metrics import ap50_windows, per_case_dice, pooled_dice_iou
 from procto.nets.cosam import CoSAM, union_mask
-
-
-def _dice_iou(tp: float, p: float, g: float) -> tuple[float, float]:
-    union = p + g - tp
-    return (2 * tp / (p + g) if p + g else 1.0), (tp / union if union else 1.0)
-
-
-class _Pooled:
-    """Σ|P∩G|, Σ|P|, Σ|G| over slices → pooled Dice and IoU (IoU = D / (2 − D) exactly)."""
-
-    def __init__(self) -> None:
-        self.tp = self.p = self.g = 0.0
-
-    def add(self, pred: np.ndarray, ref: np.ndarray) -> None:
-        pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
-        self.tp += float((pred & ref).sum())
-        self.p += float(pred.sum())
-        self.g += float(ref.sum())
-
-    def values(self) -> tuple[float, float]:
-        return _dice_iou(self.tp, self.p, self.g)
 
 
 def _box_masks(boxes: torch.Tensor, scores: torch.Tensor, shape) -> np.ndarray:
@@ -65,13 +44,13 @@ def _gt_prompted_mask(model: CoSAM, window: torch.Tensor, boxes: torch.Tensor) -
 @torch.no_grad()
 def evaluate_cosam(model: CoSAM, dataset: Iterable[dict], *, device: str | torch.device = "cpu") -> dict:
     """Evaluate ``model`` on the windows of ``dataset`` (items with ``image`` (L, H, W) in [0, 1], ``label`` (H, W),
-    ``boxes`` (N, 4) the reference boxes with the protocol's margin, optional ``case``).  Returns ``ap50`` (CCM
+    ``boxes`` (N, 4) the reference boxes with the protocol's margin, optional ``case``) with procto.metrics' node
+    metrics (:func:`~procto.metrics.ap50_windows`, :func:`~procto.metrics.pooled_dice_iou`).  Returns ``ap50`` (CCM
     scores), ``ap50_det`` (detector scores), ``dice``/``iou`` (pooled), ``dice_per_case`` (mean, sd over cases),
     ``dice_gt_prompt``, ``dice_detector_only``, ``n_windows``."""
     model = model.to(device).eval()
-    dets, dets_det, refs = [], [], []
-    pooled, pooled_gt, pooled_box = _Pooled(), _Pooled(), _Pooled()
-    per_case: dict[str, _Pooled] = {}
+    dets, dets_det, refs, cases = [], [], [], []
+    masks, gt_masks, box_masks, labels = [], [], [], []
     for item in dataset:
         window = torch.as_tensor(np.asarray(item["image"], np.float32), device=device)
         ref = np.asarray(item["label"]) > 0
@@ -81,21 +60,21 @@ def evaluate_cosam(model: CoSAM, dataset: Iterable[dict], *, device: str | torch
         dets.append((boxes.numpy(), scores.numpy()))
         dets_det.append((boxes.numpy(), out["det_scores"].cpu().numpy()))
         refs.append(ref_boxes)
-        mask = out["mask"].cpu().numpy()
-        pooled.add(mask, ref)
-        per_case.setdefault(str(item.get("case", len(per_case))), _Pooled()).add(mask, ref)
-        pooled_gt.add(_gt_prompted_mask(model, window, torch.as_tensor(ref_boxes, dtype=torch.float32,
-                                                                       device=device)), ref)
-        pooled_box.add(_box_masks(boxes, out["det_scores"].cpu(), ref.shape), ref)
-    case_dice = np.array([c.values()[0] for c in per_case.values()]) if per_case else np.zeros(0)
-    dice, iou = pooled.values()
-    return {"ap50": float(average_precision(dets, refs, 0.5, max_detections=100)) if refs else float("nan"),
-            "ap50_det": float(average_precision(dets_det, refs, 0.5, max_detections=100)) if refs else float("nan"),
-            "dice": dice, "iou": iou,
-            "dice_per_case": (float(case_dice.mean()) if len(case_dice) else float("nan"),
-                              float(case_dice.std(ddof=1)) if len(case_dice) > 1 else 0.0),
-            "dice_gt_prompt": pooled_gt.values()[0], "dice_detector_only": pooled_box.values()[0],
-            "n_windows": len(refs)}
-
+        cases.append(str(item.get("case", len(cases))))
+        labels.append(ref)
+        masks.append(out["mask"].cpu().numpy())
+        gt_masks.append(_gt_prompted_mask(model, window, torch.as_tensor(ref_boxes, dtype=torch.float32,
+                                                                         device=device)))
+        box_masks.append(_box_masks(boxes, out["det_scores"].cpu(), ref.shape))
+    if not refs:
+        nan = float("nan")
+        return {"ap50": nan, "ap50_det": nan, "dice": nan, "iou": nan, "dice_per_case": (nan, nan),
+                "dice_gt_prompt": nan, "dice_detector_only": nan, "n_windows": 0}
+    dice, iou = pooled_dice_iou(masks, labels)
+    per_case = per_case_dice(masks, labels, cases)
+    return {"ap50": ap50_windows(dets, refs), "ap50_det": ap50_windows(dets_det, refs), "dice": dice, "iou": iou,
+            "dice_per_case": (float(per_case.mean), float(per_case.sd) if per_case.n > 1 else 0.0),
+            "dice_gt_prompt": pooled_dice_iou(gt_masks, labels)[0],
+            "dice_detector_only": pooled_dice_iou(box_masks, labels)[0], "n_windows": len(refs)}
 
 __all__ = ["evaluate_cosam"]

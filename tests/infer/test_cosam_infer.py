@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from procto.errors import InputError
-from procto.infer.cosam import CoSAMPredictor, hu_to_unit, n_category, window_indices
+from procto.infer.cosam import CoSAMPredictor
+from procto.metrics import n_category
+from procto.preprocess.meply import hu_window, window_slices
 from procto.io import Volume
 
 
@@ -52,15 +54,15 @@ def _ct(shape=(12, 32, 32)) -> tuple[Volume, np.ndarray]:
 
 
 def test_windows_replicate_the_border_slices():
-    assert window_indices(10, 0, 5).tolist() == [0, 0, 0, 1, 2]
-    assert window_indices(10, 9, 5).tolist() == [7, 8, 9, 9, 9]
-    assert window_indices(10, 2, 9).tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6]
+    assert window_slices(0, 5, 10).tolist() == [0, 0, 0, 1, 2]
+    assert window_slices(9, 5, 10).tolist() == [7, 8, 9, 9, 9]
+    assert window_slices(2, 9, 10).tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6]
 
 
 def test_hu_window_and_n_category():
-    assert hu_to_unit(np.array([-500.0, -100.0, 0.0, 100.0, 900.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert hu_window(np.array([-500.0, -100.0, 0.0, 100.0, 900.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
     assert [n_category(n) for n in (0, 1, 3, 4, 9)] == ["N0", "N1", "N1", "N2", "N2"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # InputError is a ValueError
         n_category(-1)
 
 

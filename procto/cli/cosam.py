@@ -38,6 +38,8 @@ def train_cosam_command(
     protocol: Protocol = typer.Option(Protocol.paper, help="paper: node-centred 112-px crops resized to 224 (the "
                                                            "authors' loader); whole: full slices."),
     small: bool = typer.Option(False, help="ResNet-18 detector and a 1-block ViT (CPU smoke runs)."),
+    init: Optional[Path] = typer.Option(None, help="Start from an earlier stage's CoSAM model.pt (e.g. --stage "
+                                                    "joint --init detector_and_segmenter_run/model.pt)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many iterations (smoke tests)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -60,7 +62,7 @@ def train_cosam_command(
             progress.update(task, completed=i, total=total,
                             description=f"train CoSAM epoch {info['epoch'] + 1} loss {info['loss']:.3f}")
 
-        result = train_cosam(data, out, config, stage.value, resume=resume, device=device, threads=threads,
+        result = train_cosam(data, out, config, stage.value, init=init, resume=resume, device=device, threads=threads,
                              on_step=on_step, max_steps=max_steps,
                              log=lambda msg: err_console.print(msg, highlight=False))
     console.print(f"trained CoSAM ({stage.value}): {result.iterations} iterations in {result.seconds:.0f} s; "

@@ -124,8 +124,8 @@ class CoSAM(nn.Module):
         """U-SAM on one centre slice (1, S, S) prompted with each of ``boxes`` (K, 4, window pixels): logits
         (K, 2, S, S) and mask tokens (K, T, 256)."""
         scale = boxes.new_tensor([sx, sy, sx, sy])
-        images = centre[None].expand(len(boxes), -1, -1, -1)
-        out = self.segmenter(images, boxes=(boxes * scale)[:, None, :], return_aux=True)
+        # one image, K prompts: U-SAM encodes the slice once (= K copies of it, as the authors batch them)
+        out = self.segmenter(centre[None], boxes=(boxes * scale)[:, None, :], return_aux=True)
         return {"logits": out["logits"], "mask_tokens": out["mask_tokens"]}
 
     def _back_to_window(self, masks: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -135,10 +135,13 @@ class CoSAM(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ training
     def _training_prompts(self, sampled: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Up to ``max_train_prompts`` sampled proposals, positives first (boxes, features, labels)."""
-        labels = sampled["labels"]
-        order = torch.cat([torch.nonzero(labels > 0).flatten(), torch.nonzero(labels <= 0).flatten()])
-        order = order[: self.max_train_prompts]
+        """Up to ``max_train_prompts`` sampled proposals (boxes, features, labels): half positives, half negatives
+        (the RoI sampler's, highest objectness first: the hard ones), either side filling what the other lacks — the
+        CCM learns node vs false positive only if it sees both."""
+        labels, k = sampled["labels"], self.max_train_prompts
+        pos, neg = torch.nonzero(labels > 0).flatten(), torch.nonzero(labels <= 0).flatten()
+        n_pos = min(len(pos), max(k - len(neg), (k + 1) // 2))
+        order = torch.cat([pos[:n_pos], neg[: k - n_pos]])
         return sampled["boxes"][order].detach(), sampled["features"][order], (labels[order] > 0).long()
 
     def _training_losses(self, windows: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
@@ -193,8 +196,11 @@ class CoSAM(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------------- builders
 #: Small settings for CPU tests: the detector's small preset (ResNet-18-FPN, D = 128, its input size) keeping 20 boxes,
-#: a 1-block 64-wide ViT in U-SAM.
-SMALL_DETECTOR = {"small": True, "box_detections_per_img": 20}
+#: torchvision's anchors 32…512 scaled to the unresized 224 input (16…256: nodes are 14–60 px there), 64 sampled RoIs
+#: per window instead of 512 (a 1-node window gives a few positives; 64 halves the step time and the classifier learns
+#: the nodes instead of the background prior), a 1-block 64-wide ViT in U-SAM.
+SMALL_DETECTOR = {"small": True, "box_detections_per_img": 20, "anchor_sizes": (16, 32, 64, 128, 256),
+                  "box_batch_size_per_image": 64}
 SMALL_SEGMENTER = {"encoder_depth": 1, "encoder_embed_dim": 64, "cnn_channels": (8, 8, 16, 16)}
 
 

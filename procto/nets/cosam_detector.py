@@ -107,7 +107,8 @@ class SliceSequenceHead(nn.Module):
     transformer encoder over the L tokens → decoder with one learnable query → F_det ``(N, D)``."""
 
     def __init__(self, in_features: int, window: int, d_model: int = 256, encoder_layers: int = 2,
-                 decoder_layers: int = 1, heads: int = 8, dim_feedforward: int | None = None, dropout: float = 0.1):
+                 decoder_layers: int = 1, heads: int = 8, dim_feedforward: int | None = None, dropout: float = 0.1,
+                 norm_first: bool = True):
         super().__init__()
         if d_model % heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
@@ -118,10 +119,11 @@ class SliceSequenceHead(nn.Module):
         self.query = nn.Parameter(torch.zeros(1, 1, d_model))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.query, std=1.0)
-        enc = nn.TransformerEncoderLayer(d_model, heads, ff, dropout, batch_first=True)
-        dec = nn.TransformerDecoderLayer(d_model, heads, ff, dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(enc, encoder_layers, enable_nested_tensor=False)
-        self.decoder = nn.TransformerDecoder(dec, decoder_layers)
+        enc = nn.TransformerEncoderLayer(d_model, heads, ff, dropout, batch_first=True, norm_first=norm_first)
+        dec = nn.TransformerDecoderLayer(d_model, heads, ff, dropout, batch_first=True, norm_first=norm_first)
+        self.encoder = nn.TransformerEncoder(enc, encoder_layers, nn.LayerNorm(d_model) if norm_first else None,
+                                             enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(dec, decoder_layers, nn.LayerNorm(d_model) if norm_first else None)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Per-slice tokens with positions (N, L, D) of RoI features (N, L, C, r, r)."""
@@ -334,7 +336,8 @@ def build_cosam_detector(window: int = DEFAULT_WINDOW, num_classes: int = 2, bac
                          trainable_layers: int = 5, d_model: int = 256, encoder_layers: int = 2,
                          decoder_layers: int = 1, heads: int = 8, min_size: int = 800, max_size: int = 1333, *,
                          small: bool = False, fpn_channels: int = 256, dim_feedforward: int | None = None,
-                         dropout: float = 0.1, fuse_window: int = FUSE_WINDOW, fuse_alpha: float = FUSE_ALPHA,
+                         dropout: float = 0.1, norm_first: bool = True, fuse_window: int = FUSE_WINDOW,
+                         fuse_alpha: float = FUSE_ALPHA,
                          eval_chunk: int | None = 256, anchor_sizes: Sequence[int] | None = None,
                          **torchvision_kwargs: Any) -> SequenceDetector:
     """CoSAM's sequence detector (module docstring).  Defaults: ResNet-50-FPN without weights, all layers trainable,
@@ -353,7 +356,8 @@ def build_cosam_detector(window: int = DEFAULT_WINDOW, num_classes: int = 2, bac
         args = {k: (SMALL_PRESET[k] if v == defaults[k].default else v) for k, v in args.items()}
         return build_cosam_detector(window, num_classes, trainable_layers=trainable_layers,
                                     encoder_layers=encoder_layers, decoder_layers=decoder_layers,
-                                    dim_feedforward=dim_feedforward, dropout=dropout, fuse_window=fuse_window,
+                                    dim_feedforward=dim_feedforward, dropout=dropout, norm_first=norm_first,
+                                    fuse_window=fuse_window,
                                     fuse_alpha=fuse_alpha, eval_chunk=eval_chunk, anchor_sizes=anchor_sizes, **args,
                                     **torchvision_kwargs)
     window = check_window(window)
@@ -375,7 +379,7 @@ def build_cosam_detector(window: int = DEFAULT_WINDOW, num_classes: int = 2, bac
                                                         sampling_ratio=2)
     resolution = roi_pool.output_size[0]
     head = SliceSequenceHead(net.out_channels * resolution ** 2, window, d_model, encoder_layers, decoder_layers,
-                             heads, dim_feedforward, dropout)
+                             heads, dim_feedforward, dropout, norm_first)
     roi_heads = SequenceRoIHeads(
         roi_pool, head, FastRCNNPredictor(d_model, num_classes), fg_iou_thresh=tv["box_fg_iou_thresh"],
         bg_iou_thresh=tv["box_bg_iou_thresh"], batch_size_per_image=tv["box_batch_size_per_image"],

@@ -253,6 +253,18 @@ class _PromptableSegmenter(nn.Module):
         dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, *pe.image_embedding_size)
         return torch.cat(sparse, dim=1), dense
 
+    @staticmethod
+    def _prompt_batch(images: torch.Tensor, points, boxes) -> int:
+        """Prompt sets per forward: the image batch, or K when one image comes with K prompt sets (B = 1, prompts of
+        first dimension K) — that image is encoded once and its features shared by the K prompts (the same outputs and
+        gradients as K copies, at the cost of one)."""
+        batch = images.shape[0]
+        if batch == 1:
+            for prompt in (boxes, points[0] if isinstance(points, (tuple, list)) else points):
+                if prompt is not None and len(prompt) > 1:
+                    return len(prompt)
+        return batch
+
     def _prompts(self, batch, points, point_labels, boxes):
         if self.train_prompt_encoder:
             return self.embed_prompts(batch, points, point_labels, boxes)
@@ -275,8 +287,9 @@ class SamSegmenter(_PromptableSegmenter):
 
     def forward(self, images: torch.Tensor, points=None, point_labels=None, boxes=None, return_aux: bool = False):
         x = self._check_images(images)
-        sparse, dense = self._prompts(x.shape[0], points, point_labels, boxes)
-        emb = self.image_encoder(x)
+        batch = self._prompt_batch(x, points, boxes)
+        sparse, dense = self._prompts(batch, points, point_labels, boxes)
+        emb = self.image_encoder(x).expand(batch, -1, -1, -1)
         masks, iou, tokens = self.mask_decoder(emb, self.prompt_encoder.get_dense_pe(), sparse, dense)
         logits = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
         if return_aux:
@@ -312,9 +325,11 @@ class USam(_PromptableSegmenter):
 
     def forward(self, images: torch.Tensor, points=None, point_labels=None, boxes=None, return_aux: bool = False):
         x = self._check_images(images)
-        sparse, dense = self._prompts(x.shape[0], points, point_labels, boxes)
+        batch = self._prompt_batch(x, points, boxes)
+        sparse, dense = self._prompts(batch, points, point_labels, boxes)
         f4, skips = self.down_path(x)
-        emb = self.image_encoder(f4)
+        emb = self.image_encoder(f4).expand(batch, -1, -1, -1)
+        skips = [f.expand(batch, -1, -1, -1) for f in skips]
         logits, lowres, iou, tokens = self.mask_decoder(emb, self.prompt_encoder.get_dense_pe(), sparse, dense, skips)
         if return_aux:
             return {"logits": logits, "lowres_logits": lowres, "iou": iou, "mask_tokens": tokens}

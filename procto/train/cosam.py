@@ -96,8 +96,10 @@ class CoSAMTask(TrainTask):
     name, title = TASK, "CoSAM"
     log_float_format = ".6g"
 
-    def __init__(self, data: str | Path, config: CoSAMTrainConfig, stage: str = "all") -> None:
+    def __init__(self, data: str | Path, config: CoSAMTrainConfig, stage: str = "all",
+                 init: str | Path | None = None) -> None:
         self.data, self.config, self.stage = Path(data), config, stage
+        self.init = Path(init) if init is not None else None
         self.phases = phase_epochs(config, stage)
         if not self.phases:
             raise InputError(f"stage {stage!r} has 0 epochs")
@@ -107,13 +109,25 @@ class CoSAMTask(TrainTask):
         self.phase = self.phases[0]
 
     def config_dict(self) -> dict:
-        return {**asdict(self.config), "stage": self.stage}
+        return {**asdict(self.config), "stage": self.stage, "init": str(self.init) if self.init else None}
+
+    def _load_init(self, model, log: Callable[[str], None]) -> None:
+        """Start from the weights of an earlier stage's run (a CoSAM ``model.pt`` or ``last.pt`` of equal settings)."""
+        from procto.nets.checkpoint import read_checkpoint
+
+        record = read_checkpoint(self.init, self.name, title=self.title)
+        if record.get("model_kwargs") != self.model_kwargs:
+            raise InputError(f"is a CoSAM {record.get('model_kwargs')}, not {self.model_kwargs}", self.init)
+        model.load_state_dict(record["state_dict"])
+        log(f"initialised from {self.init} (stage {record.get('config', {}).get('stage', '?')})")
 
     def prepare(self, model, device, resume: bool, log: Callable[[str], None]) -> None:
         from procto.preprocess.meply import MeplyDataset
 
         c = self.config
         self.device = device
+        if self.init is not None and not resume:
+            self._load_init(model, log)
         self.train_set = MeplyDataset(self.data, "train", window=c.window, crop=c.crop, size=c.img_size,
                                       protocol=c.protocol, train=True, seed=c.seed)
         if len(self.train_set) == 0:
@@ -203,14 +217,16 @@ class CoSAMTask(TrainTask):
 
 
 def train_cosam(data: str | Path, out: str | Path, config: CoSAMTrainConfig | None = None, stage: str = "all", *,
-                resume: bool = False, device: str | None = "auto", threads: int | None = None,
+                init: str | Path | None = None, resume: bool = False, device: str | None = "auto", threads: int | None = None,
                 on_epoch: Callable[[dict], None] | None = None, on_step: Callable[[int, int, dict], None] | None = None,
                 max_steps: int | None = None, log: Callable[[str], None] | None = None) -> Any:
     """Train CoSAM on a Meply-layout folder ``data`` into ``out`` (``last.pt`` every epoch, ``model.pt`` at the end,
-    ``log.csv``); ``resume`` continues from ``out/last.pt``; ``on_epoch(row)`` gets each epoch's log row.  Returns
+    ``log.csv``); ``init``: start from an earlier stage's checkpoint (e.g. ``stage="detector"``, then
+    ``stage="segmenter"`` with ``init`` its ``model.pt``, then ``"joint"``: the paper's separate-then-joint schedule
+    in three runs); ``resume`` continues from ``out/last.pt``; ``on_epoch(row)`` gets each epoch's log row.  Returns
     the engine's :class:`~procto.train.engine.LoopResult`."""
     config = config or CoSAMTrainConfig()
-    task = CoSAMTask(data, config, stage)
+    task = CoSAMTask(data, config, stage, init)
     loop = LoopConfig(epochs=len(task.phases), seed=config.seed, device=device, clip_max_norm=config.clip_max_norm,
                       threads=threads, max_steps=max_steps)
     return Engine(task, loop, out, on_step=on_step, on_epoch=on_epoch, log=log).run(resume=resume)

@@ -147,7 +147,29 @@ def test_bad_inputs_raise(usam):
     with pytest.raises(ValueError, match="224"):
         usam(torch.zeros(1, 3, 128, 128))
     with pytest.raises(ValueError, match="boxes"):
-        usam(torch.zeros(1, 3, SIZE, SIZE), boxes=torch.zeros(2, 4))
+        usam(torch.zeros(2, 3, SIZE, SIZE), boxes=torch.zeros(3, 4))
+
+
+def test_one_image_with_k_prompts_equals_k_copies_in_outputs_and_gradients(usam):
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, SIZE, SIZE)
+    boxes = torch.tensor([[20.0, 20.0, 90.0, 90.0], [120.0, 110.0, 210.0, 200.0], [60.0, 40.0, 160.0, 150.0]])
+    usam.eval()
+
+    def run(images):
+        usam.zero_grad()
+        out = usam(images, boxes=boxes, return_aux=True)
+        (out["logits"].square().mean() + out["mask_tokens"].mean()).backward()
+        return out, {n: p.grad.clone() for n, p in usam.named_parameters() if p.grad is not None}
+
+    shared, g_shared = run(image)
+    copies, g_copies = run(image.expand(3, -1, -1, -1))
+    usam.zero_grad()
+    for key in ("logits", "mask_tokens", "iou"):
+        assert torch.allclose(shared[key], copies[key], atol=1e-5), key
+    assert g_shared.keys() == g_copies.keys() and any(n.startswith("down_path.") for n in g_shared)
+    for name in g_shared:
+        assert torch.allclose(g_shared[name], g_copies[name], rtol=1e-3, atol=1e-6), name
 
 
 def test_sam_b_forward_gives_one_map_per_class(sam_b, images):

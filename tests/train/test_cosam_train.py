@@ -59,6 +59,25 @@ def test_resume_gives_the_uninterrupted_weights(meply, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_stage_starts_from_an_earlier_stage_and_refuses_other_settings(meply, tmp_path):
+    from procto.errors import InputError
+    from procto.nets.checkpoint import read_checkpoint
+    from procto.train.cosam import train_cosam
+
+    det = train_cosam(meply, tmp_path / "det", _config(), "detector", device="cpu", threads=1)
+    seg = train_cosam(meply, tmp_path / "seg", _config(), "segmenter", init=det.checkpoint, device="cpu", threads=1)
+    a, b = read_checkpoint(det.checkpoint)["state_dict"], read_checkpoint(seg.checkpoint)["state_dict"]
+    detector_keys = [k for k in a if k.startswith("detector.") and a[k].is_floating_point()]
+    assert detector_keys and all(torch.equal(a[k], b[k]) for k in detector_keys)  # segmenter phase: detector kept
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("segmenter.") and a[k].is_floating_point())
+    scratch = train_cosam(meply, tmp_path / "scratch", _config(seed=2), "segmenter", device="cpu", threads=1)
+    c = read_checkpoint(scratch.checkpoint)["state_dict"]
+    assert any(not torch.equal(a[k], c[k]) for k in detector_keys)
+    with pytest.raises(InputError, match="not"):
+        train_cosam(meply, tmp_path / "bad", _config(window=7), "joint", init=det.checkpoint, device="cpu")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_predictor_loads_the_checkpoint_and_keeps_the_ct_geometry(meply, tmp_path):
     from procto.infer.cosam import CoSAMPredictor
     from procto.io import Volume

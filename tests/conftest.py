@@ -28,3 +28,15 @@ def single_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):
+    """A procto home with the demo's bundles of every task (RCSegNeXt, staging, CoSAM) on the "smoke" schedule — valid
+    bundles, a few iterations each, nothing learned — trained once per session (≈ 1–2 min on 2 cores): ``(home,
+    {task: installed name})``.  The home is passed explicitly; ``$PROCTO_HOME`` is not touched."""
+    from procto.demo import train_demo_bundles
+
+    home = tmp_path_factory.mktemp("demo_home")
+    names = train_demo_bundles(home, schedule="smoke", seed=0, device="cpu", threads=1)
+    return home, names

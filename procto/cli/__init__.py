@@ -10,9 +10,11 @@ and exits with status 2 on bad input or an unwritable output; long work shows a 
 * :mod:`procto.cli.usam` — ``train|predict usam``
 * :mod:`procto.cli.staging` — ``train|predict|cv staging``
 * :mod:`procto.cli.cosam` — ``train|predict cosam``
+* :mod:`procto.cli.bundle` — ``bundle export|install|list``
+* :mod:`procto.cli.report` — ``report``
 """
 
-from procto.cli import agcrc, cosam, general, rcsegnext, staging, usam  # noqa: F401  (each registers its verbs)
+from procto.cli import agcrc, bundle, cosam, general, rcsegnext, report, staging, usam  # noqa: F401  (each registers its verbs)
 from procto.cli._app import app
 
 __all__ = ["app"]

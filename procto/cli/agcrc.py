@@ -248,7 +248,8 @@ def train_agcrc_command(
 @predict_app.command("agcrc")
 @friendly_errors
 def predict_agcrc_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Trained AG-CRC model folder (or --out of training)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Trained AG-CRC model folder (or --out of training), or "
+                                                          "a .procto bundle / installed bundle name."),
     ct: Path = typer.Option(..., "--ct", "-i", help="CT file, DICOM series folder, or folder of CTs "
                                                     "(e.g. Task10_Colon/imagesTs)."),
     ts: Optional[Path] = typer.Option(None, "--ts", help="TotalSegmentator map of the CT (TotalSegmentator -i ct.nii.gz "
@@ -271,6 +272,7 @@ def predict_agcrc_command(
     threads: Optional[int] = _THREADS,
 ) -> None:
     """Segment colorectal tumours (label 1) in CT with a trained AG-CRC model; outputs keep each CT's geometry."""
+    from procto.bundle import resolve_model
     from procto.errors import InputError
     from procto.infer.agcrc import MOS_AUTO, TS_HOWTO, predict_agcrc
     from procto.infer.nnunet import check_prediction_output
@@ -283,6 +285,7 @@ def predict_agcrc_command(
     folds = int_list(fold, "--fold") if fold is not None else None
     with progress_bar() as progress, torch_threads(threads):
         task = progress.add_task("predict", total=None)
+        model = resolve_model(model, "agcrc")
         written = predict_agcrc(model, ct, MOS_AUTO if mos else ts, out, word, folds=folds, device=device.value,
                                 mask_ooi=mask_ooi, checkpoint=checkpoint, mirror=mirror, step_size=step_size,
                                 on_start=lambda n: progress.update(task, total=n),

@@ -123,21 +123,22 @@ def evaluate(
 @app.command()
 @friendly_errors
 def demo(
-    out: Path = typer.Option(Path("procto_demo_out"), "--out", "-o", help="Working folder for the demo's files."),
-    n: int = typer.Option(8, "--n", "-n", min=1, help="Number of training phantoms."),
-    n_test: int = typer.Option(2, "--n-test", min=1, help="Number of held-out phantoms to segment."),
-    epochs: int = typer.Option(8, "--epochs", min=1, help="Training epochs (the paper: 100)."),
-    iters: int = typer.Option(18, "--iters", min=1, help="Iterations per epoch (the paper: 250)."),
-    seed: int = typer.Option(0, help="Seed of the phantom cohort and of training."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    out: Path = typer.Option(Path("procto_demo_out"), "--out", "-o", help="Working folder for the demo's files "
+                             "(patient DICOM, report)."),
+    full: bool = typer.Option(False, "--full", help="Train the demo's models longer (their own bundles, "
+                              "demo-*-full)."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train the demo's bundles again even when installed."),
+    seed: int = typer.Option(0, min=0, help="Seed of the phantom patient and of training."),
+    device: str = typer.Option("auto", "--device", help="Training device: cpu, cuda or auto."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", hidden=True,
+                                           help="default, full or smoke (tests: valid bundles, nothing learned)."),
 ) -> None:
-    """The main job on the embedded default: train RCSegNeXt briefly on MRI phantoms, segment held-out phantoms and
-    print the Dice table."""
+    """The whole pipeline on a phantom patient: trains small models briefly on phantoms (once: cached under
+    $PROCTO_HOME), runs `procto report` on the patient's MRI and CT (DICOM) and prints the findings beside the
+    phantom's truth."""
     from procto.demo import run_demo
     from procto.io import check_output
 
     check_output(out, kind="folder")
-    run_demo(out, n=n, n_test=n_test, epochs=epochs, iters=iters, seed=seed, device=device, console=console,
+    run_demo(out, full=full, retrain=retrain, seed=seed, device=device, schedule=schedule, console=console,
              progress_factory=progress_bar)
-
-

@@ -101,7 +101,8 @@ def train_rcsegnext(
 @friendly_errors
 def predict_rcsegnext(
     model: Path = typer.Option(..., "--model", "-m", help="Trained model folder (nnU-Net results folder of the "
-                                                          "trainer, one of its fold_X folders, or --out of training)."),
+                                                          "trainer, one of its fold_X folders, or --out of training), "
+                                                          "or a .procto bundle / installed bundle name."),
     inputs: Path = typer.Option(..., "--input", "-i", help="Image file, DICOM series folder or folder of images."),
     output: Path = typer.Option(..., "--output", "-o", help="Output label map file, or folder."),
     fold: Optional[str] = typer.Option(None, "--fold", "-f", help="Fold(s) to use, e.g. 0 or 0,1,2 (ensemble); "
@@ -119,6 +120,7 @@ def predict_rcsegnext(
 ) -> None:
     """Segment rectum (1) and tumour (2) with a trained RCSegNeXt; outputs keep each input's geometry.  A model
     trained on several channels takes nnU-Net style inputs, one file per channel: case_0000, case_0001, …"""
+    from procto.bundle import resolve_model
     from procto.infer.nnunet import check_prediction_output, predict
 
     check_prediction_output(output)
@@ -126,6 +128,7 @@ def predict_rcsegnext(
     shape = _triple(resize_to, "--resize-to")
     with progress_bar() as progress, torch_threads(threads):
         task = progress.add_task("predict", total=None)
+        model = resolve_model(model, "rcsegnext")
         written = predict(model, inputs, output, folds=folds, resize_to=shape, device=device.value, mirror=mirror,
                           step_size=step_size, checkpoint=checkpoint,
                           on_start=lambda n: progress.update(task, total=n),

@@ -155,7 +155,8 @@ def cv_staging_command(
 @predict_app.command("staging")
 @friendly_errors
 def predict_staging_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint from `procto train staging` (model.pt)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint from `procto train staging` (model.pt), or "
+                                                          "a .procto bundle / installed bundle name."),
     image: Path = typer.Option(..., "--image", "-i", help="T2-weighted MR volume (NIfTI, NRRD, MHA, DICOM folder)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Rectum/tumour mask on the image grid (for the crop)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the result as JSON here (atomic)."),
@@ -163,6 +164,7 @@ def predict_staging_command(
     """T3 probability and T2/T3 label of one volume, as JSON."""
     import warnings
 
+    from procto.bundle import resolve_model
     from procto.infer.staging import predict_stage
     from procto.io import check_output, check_same_geometry, read_image, read_label, write_text_atomic
 
@@ -175,6 +177,7 @@ def predict_staging_command(
         check_same_geometry(vol, mask_vol, names=(str(image), str(mask)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        model = resolve_model(model, "staging")
         result = predict_stage(model, vol, mask_vol)
     result = {"image": str(image), **result}
     text = json.dumps(result, indent=2)

@@ -139,7 +139,8 @@ def _parse_slices(text: Optional[str]):
 @predict_app.command("usam")
 @friendly_errors
 def predict_usam_command(
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint from `procto train usam` (model.pt)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint from `procto train usam` (model.pt), or a "
+                                                          ".procto bundle / installed bundle name."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="CT volume in HU (NIfTI, NRRD, MHA, DICOM "
                                                                       "folder); axial slices along the z axis."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output label map (0 background, "
@@ -164,6 +165,7 @@ def predict_usam_command(
     """Segment normal rectum and tumour in a CT volume slice by slice, optionally with point/box prompts given in
     pixel coordinates of the original slices; or, with --evaluate, score a CARE test folder per prompt setting
     (no prompt, 1/3/5 points per class, box) aggregated over all slices per class (the authors' way) and per case."""
+    from procto.bundle import resolve_model
     from procto.errors import InputError
     from procto.infer.usam import USamPredictor
     from procto.io import check_output
@@ -177,6 +179,7 @@ def predict_usam_command(
         check_output(csv, suffixes=(".csv",))
     if input is not None and not input.exists():
         raise InputError("input image not found", input)
+    model = resolve_model(model, "usam")
     predictor = USamPredictor(model, device=device, batch_size=batch_size)
     if evaluate is not None:
         from procto.infer.usam_eval import evaluate_usam, parse_settings

@@ -26,6 +26,7 @@ import numpy as np
 from procto.errors import InputError
 from procto.io import Volume
 from procto.metrics.nodes import n_category
+from procto.metrics.shape import physical_points, slab_axes
 from procto.preprocess.meply import hu_window, window_slices
 
 TASK = "cosam"
@@ -44,40 +45,29 @@ class VolumeResult:
     detections: list[dict] = field(default_factory=list)
 
 
-def _axes_mm(mask2d: np.ndarray, spacing_yx: Sequence[float]) -> tuple[float, float]:
-    """Long and short axis (mm) of an in-plane region: extents along the principal axes of its pixel centres
-    (+ one pixel), in mm."""
-    pts = np.argwhere(mask2d).astype(np.float64) * np.asarray(spacing_yx, dtype=np.float64)
-    if len(pts) < 2:
-        return float(max(spacing_yx)), float(min(spacing_yx))
-    centred = pts - pts.mean(axis=0)
-    _, vecs = np.linalg.eigh(centred.T @ centred)
-    proj = centred @ vecs
-    pix = float(np.mean(spacing_yx))
-    ext = proj.max(axis=0) - proj.min(axis=0) + pix
-    return float(ext.max()), float(ext.min())
-
-
 def describe_nodes(instances: np.ndarray, ct: Volume, scores: dict[int, float], threshold: float) -> list[dict]:
-    """One dict per node id of ``instances`` (see :class:`VolumeResult`); axes measured on the node's largest axial
-    slice."""
+    """One dict per node id of ``instances`` (see :class:`VolumeResult`); short and long axis as RECIST 1.1 reads
+    them in the patient's axial plane (:func:`procto.metrics.shape.slab_axes`: on the slab where the node is
+    largest)."""
     from scipy import ndimage
 
+    from procto.preprocess.crop import crop_box
+
     out = []
-    voxel_ml = float(np.prod(ct.spacing)) / 1000.0
-    objects = ndimage.find_objects(instances)
-    for i, sl in enumerate(objects, start=1):
+    whole = ct.with_array(instances)
+    for i, sl in enumerate(ndimage.find_objects(instances), start=1):
         if sl is None:
             continue
-        mask = instances[sl] == i
-        zc, yc, xc = (np.argwhere(mask).mean(axis=0) + [s.start for s in sl]).tolist()
-        areas = mask.reshape(mask.shape[0], -1).sum(axis=1)
-        long_mm, short_mm = _axes_mm(mask[int(np.argmax(areas))], ct.spacing[1:])
-        centre = ct.index_to_physical((zc, yc, xc))
+        # measured on the node's bounding box (same voxel positions in space): the cost follows the node's size,
+        # not the CT's
+        volume = crop_box(whole, [s.start for s in sl], [s.stop for s in sl], pad_value=0)
+        mask = np.asarray(volume.array) == i
+        pts = physical_points(volume, mask)
+        axes = slab_axes(volume, mask)
         score = float(scores.get(i, 0.0))
-        out.append({"id": i, "centre_mm": [float(c) for c in centre], "short_axis_mm": short_mm,
-                    "long_axis_mm": long_mm, "volume_ml": float(mask.sum()) * voxel_ml, "score": score,
-                    "metastatic": bool(score >= threshold)})
+        out.append({"id": i, "centre_mm": [float(c) for c in pts.mean(axis=0)], "short_axis_mm": axes["short_axis_mm"],
+                    "long_axis_mm": axes["long_axis_mm"], "volume_ml": len(pts) * ct.voxel_volume_mm3 / 1000.0,
+                    "score": score, "metastatic": bool(score >= threshold)})
     return out
 
 

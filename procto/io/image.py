@@ -90,19 +90,25 @@ def _find_series(folder: Path) -> list[tuple[Path, list[str]]]:
     return found
 
 
-def _read_dicom_series(folder: Path):
-    import SimpleITK as sitk
-
+def series_files(folder: Path) -> list[str]:
+    """The files of the series ``read_image(folder)`` reads, in its slice order (its selection rules: one
+    sub-folder with series, the series with the most slices, at least 2 slices)."""
     series = _find_series(folder)
     if not series:
         raise InputError("folder holds no readable DICOM series", folder)
     if len({sub for sub, _ in series}) > 1:
         names = ", ".join(sorted({str(sub.relative_to(folder)) for sub, _ in series}))
         raise InputError(f"folder holds {len(series)} DICOM series in sub-folders; give one of: {names}", folder)
-    # Several series in one folder: take the one with the most slices.
     _, files = max(series, key=lambda s: len(s[1]))
     if len(files) < 2:
         raise InputError("DICOM series has a single slice; a 3D series needs at least 2", folder)
+    return files
+
+
+def _read_dicom_series(folder: Path):
+    import SimpleITK as sitk
+
+    files = series_files(folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()

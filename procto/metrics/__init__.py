@@ -7,6 +7,8 @@ One concept per module:
 * :mod:`procto.metrics.labels` — all of the above per class of a label map (:func:`evaluate_labels`);
 * :mod:`procto.metrics.detection` — box IoU and COCO-style AP for 2D/3D boxes (equal to pycocotools);
 * :mod:`procto.metrics.nodes` — lymph nodes (CoSAM): pooled Dice/IoU, AP50 per window, 3D node AP, FROC, N category;
+* :mod:`procto.metrics.shape` — measurements in patient mm through the direction matrix (RECIST axes on axial
+  slabs, craniocaudal length, circumferential extent) for :mod:`procto.report`;
 * :mod:`procto.metrics.classification` — ROC AUC, accuracy, sensitivity, specificity (equal to scikit-learn);
 * :mod:`procto.metrics.aggregate` — mean ± sd per fold / across folds, paired t-test, formatting.
 

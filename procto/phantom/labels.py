@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+# the N category of a metastatic-node count has one definition (re-exported here for procto.phantom)
+from procto.metrics.nodes import n_category
+
 #: Segmentation labels (nnU-Net ``dataset.json`` ``labels`` and CARE npz ``label`` values).
 LABELS: dict[str, int] = {"background": 0, "rectum": 1, "tumour": 2}
 RECTUM = 1
@@ -63,10 +66,3 @@ BONE_ORGANS = ("sacrum", "vertebrae_L5", "vertebrae_L4", "vertebrae_L3", "verteb
 T_STAGES = ("T2", "T3")
 N_CATEGORIES = ("N0", "N1", "N2")
 MAX_NODES = 6
-
-
-def n_category(n_nodes: int) -> str:
-    """The N category of ``n_nodes`` metastatic nodes: 0 → N0, 1–3 → N1, ≥ 4 → N2."""
-    if n_nodes < 0:
-        raise ValueError(f"n_nodes must be >= 0, got {n_nodes}")
-    return "N0" if n_nodes == 0 else ("N1" if n_nodes <= 3 else "N2")

@@ -11,13 +11,21 @@ detector's scores instead of the CCM's (Table 4, no CCM) — and two controls: U
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
+from procto.errors import InputError
 from procto.metrics import ap50_windows, per_case_dice, pooled_dice_iou
+from procto.metrics.nodes import expand_boxes, froc, instances_to_boxes3d, n_category_accuracy, node_ap3d
 from procto.nets.cosam import CoSAM, union_mask
+from procto.preprocess.meply import slice_boxes
+
+#: Reference-box margin of the whole-volume 2D AP50 in CT pixels: the paper's 16 px at 224 of a 112-px crop.
+VOLUME_BOX_MARGIN = 8.0
+#: FROC rates of the whole-volume protocol (false positives per scan).
+VOLUME_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def _box_masks(boxes: torch.Tensor, scores: torch.Tensor, shape) -> np.ndarray:
@@ -77,4 +85,51 @@ def evaluate_cosam(model: CoSAM, dataset: Iterable[dict], *, device: str | torch
             "dice_gt_prompt": pooled_dice_iou(gt_masks, labels)[0],
             "dice_detector_only": pooled_dice_iou(box_masks, labels)[0], "n_windows": len(refs)}
 
-__all__ = ["evaluate_cosam"]
+
+def _check_pair(name: str, ct, nodes) -> np.ndarray:
+    ref = np.asarray(nodes.array)
+    if ref.shape != tuple(ct.shape) or not np.allclose(nodes.spacing, ct.spacing, rtol=1e-3):
+        raise InputError(f"the node map ({ref.shape} at {tuple(np.round(nodes.spacing, 3))} mm) does not match the "
+                         f"CT ({tuple(ct.shape)} at {tuple(np.round(ct.spacing, 3))} mm)", name)
+    return ref
+
+
+def evaluate_cosam_volumes(predictor: Any, cases: Iterable[tuple[str, Any, Any]], *,
+                           margin: float = VOLUME_BOX_MARGIN, fp_rates=VOLUME_FP_RATES,
+                           progress: Callable[[int, str], None] | None = None) -> dict:
+    """The fully automatic whole-volume protocol (not the paper's; procto's default): a
+    :class:`~procto.infer.cosam.CoSAMPredictor` on each whole CT of ``cases`` (``(name, ct Volume, metastatic node
+    instance Volume)``, equal geometry).  Returns ``ap50_2d`` (AP50 over every slice, pycocotools, reference boxes
+    + ``margin`` px), ``ap3d`` (3D node AP at IoU 0.1), ``froc`` (:class:`~procto.metrics.FROCResult` at
+    ``fp_rates``), ``dice`` / ``iou`` pooled over the cases, ``dice_per_case`` (``MeanSD``), ``n_accuracy`` (N0/N1/N2
+    from the predicted metastatic-node count vs the reference count), ``n_cases``.  :class:`InputError` naming the
+    case when a node map's geometry differs from its CT's."""
+    dets2d, refs2d, dets3d, refs3d, preds, refs, names, n_pred, n_true = ([] for _ in range(9))
+    for k, (name, ct, nodes) in enumerate(cases):
+        ref = _check_pair(name, ct, nodes)
+        res = predictor.predict_volume(ct)
+        for det in res.detections:
+            dets2d.append((det["boxes"], det["scores"]))
+            refs2d.append(expand_boxes(slice_boxes(ref[det["slice"]])[0], margin, ref.shape[1:]))
+        boxes, ids = instances_to_boxes3d(res.instances.array)
+        score = {nd["id"]: nd["score"] for nd in res.nodes}
+        dets3d.append((boxes, np.array([score[int(i)] for i in ids], dtype=np.float64)))
+        ref_boxes, ref_ids = instances_to_boxes3d(ref)
+        refs3d.append(ref_boxes)
+        preds.append(np.asarray(res.instances.array) > 0)
+        refs.append(ref > 0)
+        names.append(name)
+        n_pred.append(sum(bool(nd["metastatic"]) for nd in res.nodes))
+        n_true.append(len(ref_ids))
+        if progress is not None:
+            progress(k + 1, name)
+    if not names:
+        raise InputError("no CT volumes to evaluate")
+    dice, iou = pooled_dice_iou(preds, refs)
+    return {"ap50_2d": ap50_windows(dets2d, refs2d), "ap3d": node_ap3d(dets3d, refs3d),
+            "froc": froc(dets3d, refs3d, fp_rates), "dice": dice, "iou": iou,
+            "dice_per_case": per_case_dice(preds, refs, names), "n_accuracy": n_category_accuracy(n_pred, n_true),
+            "n_cases": len(names)}
+
+
+__all__ = ["evaluate_cosam", "evaluate_cosam_volumes", "VOLUME_BOX_MARGIN", "VOLUME_FP_RATES"]

@@ -232,7 +232,7 @@ def test_resize_to_round_trip_keeps_geometry(monkeypatch, tmp_path, fake_model):
 
 # ------------------------------------------------------------------------------------------------------ e2e
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_train_predict_cv_end_to_end_on_mri_phantoms(tmp_path):
     """Train RCSegNeXt-B with ``procto train rcsegnext`` on MRI phantoms (CPU, a few minutes), predict held-out
     phantoms with ``procto predict rcsegnext``: rectum Dice >= 0.80, tumour Dice >= 0.70, outputs in the input's

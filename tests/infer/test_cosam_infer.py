@@ -78,9 +78,9 @@ def test_volume_prediction_links_slices_into_nodes_in_the_ct_geometry():
         assert len(ids) == 1 and ids[0] > 0 and ((inst.array == ids[0]) == (truth == node_id)).all()
     assert result.n_category == "N1" and len(result.nodes) == 2
     node = next(n for n in result.nodes if n["volume_ml"] == pytest.approx(4 * 6 * 4 * 2.0 * 0.5 * 0.75 / 1000))
-    assert node["long_axis_mm"] == pytest.approx(6 * 0.5, rel=0.3) or node["long_axis_mm"] == pytest.approx(4 * 0.75,
-                                                                                                        rel=0.3)
-    assert node["short_axis_mm"] <= node["long_axis_mm"] and node["score"] == pytest.approx(0.9) and node["metastatic"]
+    # the node's axial section is a 6 × 4 px = 3 × 3 mm square: RECIST's long axis (largest diameter) is its diagonal
+    assert node["long_axis_mm"] == pytest.approx(3.0 * np.sqrt(2), rel=1e-3)
+    assert node["short_axis_mm"] == pytest.approx(node["long_axis_mm"], rel=1e-3) and node["score"] == pytest.approx(0.9) and node["metastatic"]
     zc, yc, xc = 4.5, 7.5, 7.5  # the node's voxel centre → physical via the CT's geometry
     assert np.allclose(node["centre_mm"], ct.index_to_physical((zc, yc, xc)))
     assert len(result.detections) == 12 and all(d["slice"] == i for i, d in enumerate(result.detections))
@@ -105,3 +105,32 @@ def test_bad_input_is_one_clear_error():
         p.predict_window(np.zeros((4, 32, 32)))
     with pytest.raises(InputError, match="not a CoSAM"):
         CoSAMPredictor(object(), device="cpu")
+
+
+def test_node_descriptions_equal_those_measured_on_the_whole_volume():
+    """describe_nodes measures each node on its bounding box: the same centres, axes and volumes as on full-volume
+    masks, on an oblique grid."""
+    from scipy.spatial.transform import Rotation
+
+    from procto.infer.cosam import describe_nodes
+    from procto.metrics.shape import physical_points, slab_axes
+
+    rng = np.random.default_rng(3)
+    inst = np.zeros((12, 40, 40), np.uint8)
+    for k, (z, y, x) in enumerate([(3, 8, 9), (7, 25, 20), (5, 30, 33)], start=1):
+        zz, yy, xx = np.ogrid[:12, :40, :40]
+        r = rng.uniform(2.5, 4.5, 3)
+        inst[((zz - z) / (r[0] / 2)) ** 2 + ((yy - y) / r[1]) ** 2 + ((xx - x) / r[2]) ** 2 <= 1] = k
+    direction = Rotation.from_euler("xyz", [8, -5, 12], degrees=True).as_matrix()
+    ct = Volume(np.zeros(inst.shape, np.int16), (2.5, 0.8, 0.9), (-30.0, 12.0, 40.0), direction)
+    scores = {1: 0.9, 2: 0.3, 3: 0.7}
+    nodes = describe_nodes(inst, ct, scores, 0.5)
+    assert [n["id"] for n in nodes] == [1, 2, 3] and [n["metastatic"] for n in nodes] == [True, False, True]
+    full = ct.with_array(inst)
+    for n in nodes:
+        mask = inst == n["id"]
+        pts, axes = physical_points(full, mask), slab_axes(full, mask)
+        np.testing.assert_allclose(n["centre_mm"], pts.mean(axis=0), atol=1e-9)
+        assert n["long_axis_mm"] == pytest.approx(axes["long_axis_mm"], abs=1e-9)
+        assert n["short_axis_mm"] == pytest.approx(axes["short_axis_mm"], abs=1e-9)
+        assert n["volume_ml"] == pytest.approx(mask.sum() * ct.voxel_volume_mm3 / 1000.0)

@@ -2,49 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 
 import numpy as np
 import pytest
 
 from procto.errors import InputError
 from procto.metrics import average_precision, box_iou
-
-
-def coco_ap(detections, references, iou_threshold=0.5, max_dets=100_000) -> float:
-    """AP from pycocotools' COCOeval (one category, iouThrs=[thr], maxDets=[max_dets], areaRng all)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    def xywh(b):
-        return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-    gt_anns, results = [], []
-    for i, boxes in enumerate(references):
-        for b in boxes:
-            w = xywh(b)
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": i + 1, "category_id": 1, "bbox": w,
-                            "area": w[2] * w[3], "iscrowd": 0})
-    for i, (boxes, scores) in enumerate(detections):
-        for b, s in zip(boxes, scores):
-            results.append({"image_id": i + 1, "category_id": 1, "bbox": xywh(b), "score": float(s)})
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = {"images": [{"id": i + 1} for i in range(len(references))], "annotations": gt_anns,
-                      "categories": [{"id": 1, "name": "lesion"}]}
-        gt.createIndex()
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "bbox")
-        ev.params.imgIds = [i + 1 for i in range(len(references))]
-        ev.params.iouThrs = np.array([iou_threshold])
-        ev.params.maxDets = [max_dets]
-        ev.params.areaRng = [[0, 1e10]]
-        ev.params.areaRngLbl = ["all"]
-        ev.evaluate()
-        ev.accumulate()
-    precision = ev.eval["precision"][0, :, 0, 0, 0]
-    return float(np.mean(precision[precision > -1])) if (precision > -1).any() else -1.0
 
 
 def random_case(seed, n_images=8):
@@ -77,16 +40,17 @@ def random_case(seed, n_images=8):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_ap50_matches_pycocotools(seed):
+def test_ap50_matches_pycocotools(seed, coco_ap):
     detections, references = random_case(seed)
-    assert average_precision(detections, references, 0.5) == pytest.approx(coco_ap(detections, references), abs=1e-12)
+    assert average_precision(detections, references, 0.5) == pytest.approx(
+        coco_ap(detections, references, max_dets=100_000), abs=1e-12)
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.75])
-def test_other_thresholds_and_max_detections_match_pycocotools(threshold):
+def test_other_thresholds_and_max_detections_match_pycocotools(threshold, coco_ap):
     detections, references = random_case(42, n_images=6)
     assert average_precision(detections, references, threshold) == pytest.approx(
-        coco_ap(detections, references, threshold), abs=1e-12
+        coco_ap(detections, references, threshold, max_dets=100_000), abs=1e-12
     )
     assert average_precision(detections, references, threshold, max_detections=2) == pytest.approx(
         coco_ap(detections, references, threshold, max_dets=2), abs=1e-12

@@ -3,9 +3,6 @@ MONAI's nnDetection COCO metric (3D), FROC against MONAI, pooled vs per-case Dic
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 
@@ -29,41 +26,6 @@ from procto.metrics import tables
 
 
 # ------------------------------------------------------------------------------------------------ references
-def coco_ap(detections, references, iou_threshold=0.5, max_dets=100) -> float:
-    """AP from pycocotools' COCOeval (one category, iouThrs=[thr], maxDets=[max_dets], areaRng all)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    def xywh(b):
-        return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-    gt_anns, results = [], []
-    for i, boxes in enumerate(references):
-        for b in boxes:
-            w = xywh(b)
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": i + 1, "category_id": 1, "bbox": w,
-                            "area": w[2] * w[3], "iscrowd": 0})
-    for i, (boxes, scores) in enumerate(detections):
-        for b, s in zip(boxes, scores):
-            results.append({"image_id": i + 1, "category_id": 1, "bbox": xywh(b), "score": float(s)})
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = {"images": [{"id": i + 1} for i in range(len(references))], "annotations": gt_anns,
-                      "categories": [{"id": 1, "name": "node"}]}
-        gt.createIndex()
-        dt = gt.loadRes(results) if results else COCO()
-        ev = COCOeval(gt, dt, "bbox")
-        ev.params.imgIds = [i + 1 for i in range(len(references))]
-        ev.params.iouThrs = np.array([iou_threshold])
-        ev.params.maxDets = [max_dets]
-        ev.params.areaRng = [[0, 1e10]]
-        ev.params.areaRngLbl = ["all"]
-        ev.evaluate()
-        ev.accumulate()
-    precision = ev.eval["precision"][0, :, 0, 0, 0]
-    return float(np.mean(precision[precision > -1])) if (precision > -1).any() else -1.0
-
-
 def monai_ap3d(detections, references, iou_threshold):
     """AP from MONAI's COCOMetric + matching_batch (nnDetection's coco.py / matching.py), 100 detections."""
     from monai.apps.detection.metrics.coco import COCOMetric
@@ -131,7 +93,7 @@ def slice_windows(nodes):
     return refs
 
 
-def test_fact4_reference_boxes_give_ap50_one_and_shifted_boxes_zero(phantom_nodes):
+def test_fact4_reference_boxes_give_ap50_one_and_shifted_boxes_zero(phantom_nodes, coco_ap):
     refs = slice_windows(phantom_nodes)
     assert len(refs) > 10
     as_dets = [(r, np.ones(len(r))) for r in refs]
@@ -206,7 +168,7 @@ def test_pooled_vs_per_case():
 
 # --------------------------------------------------------------------------------------------------- AP50
 @pytest.mark.parametrize("seed", range(6))
-def test_ap50_windows_equals_pycocotools(seed):
+def test_ap50_windows_equals_pycocotools(seed, coco_ap):
     detections, references = random_boxes(seed)
     assert ap50_windows(detections, references) == pytest.approx(coco_ap(detections, references), abs=1e-12)
     wide = [expand_boxes(r, 16, (224, 224)) for r in references]
@@ -214,7 +176,7 @@ def test_ap50_windows_equals_pycocotools(seed):
         coco_ap(detections, wide), abs=1e-12)
 
 
-def test_ap50_windows_keeps_100_detections_per_window():
+def test_ap50_windows_keeps_100_detections_per_window(coco_ap):
     rng = np.random.default_rng(3)
     ref = np.array([[10.0, 10, 30, 30]])
     far = np.concatenate([rng.uniform(100, 150, (149, 2)), np.full((149, 2), 0.0)], axis=1)
@@ -257,7 +219,7 @@ def test_node_ap3d_equals_monai_coco_metric(seed, threshold):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_node_ap3d_with_unit_depth_equals_pycocotools(seed):
+def test_node_ap3d_with_unit_depth_equals_pycocotools(seed, coco_ap):
     detections, references = random_boxes(seed)
 
     def lift(b):

@@ -45,7 +45,7 @@ def _dice_of(predictor, cases) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_mpsf_pipeline_segments_held_out_phantoms(trained):
     import json
 
@@ -73,7 +73,7 @@ def test_mpsf_pipeline_segments_held_out_phantoms(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_tumour_missing_from_the_organ_map_is_still_found(trained):
     from procto.infer.agcrc import AGCRCPredictor
     from procto.phantom import agcrc_cases
@@ -92,7 +92,7 @@ def test_tumour_missing_from_the_organ_map_is_still_found(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_cli_prediction_keeps_the_ct_geometry(trained, tmp_path: Path):
     from typer.testing import CliRunner
 

@@ -2,19 +2,21 @@
 then U-SAM alone and the whole model jointly (CCM included) from the detector's weights — on 12 Meply phantoms, then
 evaluated on 4 held-out phantoms that also carry benign nodes (hard negatives: in the image, not in the label).
 
-Held-out protocol: whole slices (fully automatic, no reference-centred crop), reference boxes with the paper's 16-px
-margin at 224, AP50 per window centre slice (pycocotools' definition).  Three models on the same windows:
+Held-out protocol: whole slices (fully automatic, no reference-centred crop) at the phantoms' own 128 px (the
+detector's anchors and the paper's 16-px box margin scaled from 224 px by 128/224, as the demo does), AP50 per window
+centre slice (pycocotools' definition).  Three models on the same windows:
 
 * the untrained CoSAM (same settings and seed);
 * the **detector-only baseline**: the separately trained detector (Table 4's E2E ✗ / CCM ✗ row) — its own scores for
   AP50, its kept boxes filled as masks for Dice;
 * CoSAM after the joint phase: CCM scores for AP50, U-SAM's box-prompted masks for Dice.
 
-Measured (seed 0, 2 cores): AP50 untrained 0.00 / detector-only 0.64 / CoSAM 0.78 (0.76 with the detector's own
-scores: the CCM re-ranks upwards); Dice 0.00 / 0.12 (filled boxes) / 0.62, reference-box prompts 0.72.  On CI's
-machine: detector-only 0.77 / CoSAM 0.77, Dice 0.63 — the CCM's gain in AP is not reliable at this length.
+Measured (seed 0, 2 cores, 2026-12-02): AP50 untrained 0.00 / detector-only 0.60 / CoSAM 0.76 (0.77 with the
+detector's own scores); Dice 0.00 / 0.07 (filled boxes) / 0.80, reference-box prompts 0.88.  At 224 px (resized, an
+earlier run) it measured 0.64 / 0.78 AP50 and Dice 0.62 in twice the time; on CI's machine the CCM's gain in AP was
+not reliable at this length (detector-only 0.77 / CoSAM 0.77).
 
-Small encoders (ResNet-18-FPN detector, a 1-block ViT), window 5, CPU, seeded.  Idle run time ≈ 5 min on 2 cores.
+Small encoders (ResNet-18-FPN detector, a 1-block ViT), window 5, CPU, seeded.  Idle run time ≈ 5.5 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-WINDOW, SIZE, ITERS = 5, 224, 50
-CONFIG = dict(window=WINDOW, img_size=SIZE, small=True, iters_per_epoch=ITERS, lr_detector=1e-3,
-              model_kwargs={"max_train_prompts": 6}, seed=0)
+from procto.nets.cosam import SMALL_DETECTOR
+
+WINDOW, SIZE, ITERS = 5, 128, 50
+DETECTOR = {"min_size": SIZE, "max_size": SIZE,  # no resizing; anchors 16…256 at 224 px scaled to this side
+            "anchor_sizes": [max(4, round(a * SIZE / 224)) for a in SMALL_DETECTOR["anchor_sizes"]]}
+MODEL = {"max_train_prompts": 6, "detector_kwargs": DETECTOR}
+CONFIG = dict(window=WINDOW, img_size=SIZE, small=True, iters_per_epoch=ITERS, lr_detector=1e-3, model_kwargs=MODEL,
+              seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +63,9 @@ def results(runs):
     from procto.util import torch_threads
 
     data, detector_ckpt, cosam_ckpt = runs
-    test = MeplyDataset(data, "test", window=WINDOW, size=SIZE, protocol="whole", margin=16.0)
+    test = MeplyDataset(data, "test", window=WINDOW, size=SIZE, protocol="whole", margin=16.0 * SIZE / 224)
     torch.manual_seed(0)
-    untrained = create_model("cosam", window=WINDOW, img_size=SIZE, small=True, max_train_prompts=6)
+    untrained = create_model("cosam", window=WINDOW, img_size=SIZE, small=True, **MODEL)
     with torch_threads(2):
         return {name: evaluate_cosam(model, test) for name, model in (
             ("untrained", untrained), ("detector", load_checkpoint(detector_ckpt, "cosam")[0]),
